@@ -1,0 +1,54 @@
+"""Shared helpers: run the scripts as a user would (subprocesses), and small prepared datasets."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+sys.path.insert(0, str(ROOT))
+
+# Small, fast settings shared by the training tests.
+TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
+        "--gradient_accumulation_steps=2", "--eval_iters=2", "--log_interval=1", "--compile=False",
+        "--device=cpu", "--warmup_iters=2", "--lr_decay_iters=100", "--learning_rate=3e-3", "--final_eval=False"]
+
+
+def run(script, *args, check=True, env=None, timeout=300, cwd=ROOT):
+    """Run a repo script with this interpreter; return the CompletedProcess (stdout+stderr as text)."""
+    cmd = [sys.executable, str(ROOT / script), *map(str, args)] if not isinstance(script, list) else script
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
+    p = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def sample_text(n_chars: int = 200_000) -> str:
+    """Public-domain text for tests: tinyshakespeare when present, else generated English-like text."""
+    if SHAKESPEARE.exists():
+        return SHAKESPEARE.read_text(encoding="utf-8")[:n_chars]
+    import random
+
+    rng = random.Random(0)
+    words = "the of and to in a is that for it as was with be by on not he I this are or his from at".split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))).capitalize() + "." for _ in range(9999)]
+    return "\n".join(lines)[:n_chars]
+
+
+@pytest.fixture(scope="session")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "corpus.txt"
+    path.write_text(sample_text(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, text_file) -> Path:
+    """A prepared GPT-2-tokenized dataset (~50k tokens)."""
+    out = tmp_path_factory.mktemp("data") / "corpus"
+    run("data/prepare.py", f"--input={text_file}", f"--out_dir={out}")
+    return out
