@@ -33,7 +33,7 @@ import configurator
 from configurator import ConfigError
 from data.prepare import DataError, read_meta, read_shard
 from model import GPT, GPTConfig
-from tokenizer import TokenizerError, load_tokenizer, tokenizer_from_dict
+from tokenizer import load_tokenizer, tokenizer_from_dict
 
 # -----------------------------------------------------------------------------------------------------
 # Settings. Defaults: GPT-2 (124M) on OpenWebText, as in nanoGPT; the names are nanoGPT's too.
@@ -122,8 +122,9 @@ def measure_matmul_peak(device: str, dtype: str, n: int = 2048, seconds: float =
     dt = getattr(torch, dtype)
     if device == "cpu" and dtype != "float32":
         dt = torch.float32  # CPU training runs fp32
-    a = torch.randn(n, n, device=device, dtype=dt)
-    b = torch.randn(n, n, device=device, dtype=dt)
+    g = torch.Generator(device=device).manual_seed(0)  # its own RNG: a resumed run must draw what the original did
+    a = torch.randn(n, n, device=device, dtype=dt, generator=g)
+    b = torch.randn(n, n, device=device, dtype=dt, generator=g)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(2):
         a @ b
@@ -513,17 +514,19 @@ def full_val_report(model, data: Batches, meta: dict, ctx, log, log_json, iter_n
     """Loss over every token of the val split, in consecutive windows of block_size, converted to nats per
     character and bits per byte so that runs with different tokenizers compare."""
     model.eval()
-    T, total, count = data.block_size, 0.0, 0
+    T, B, total, count = data.block_size, data.batch_size, 0.0, 0
     for shard in data.shards:
-        for i in range(0, len(shard) - 1, T * data.batch_size):
-            rows = [shard[j : j + T + 1] for j in range(i, min(i + T * data.batch_size, len(shard) - 1), T)]
-            for row in rows:
-                xy = torch.from_numpy(row.astype(np.int64))[None].to(data.device)
+        n_full = (len(shard) - 1) // T  # whole windows, batched; then the remainder as one short window
+        windows = [(i * T, T) for i in range(n_full)] + [(n_full * T, len(shard) - 1 - n_full * T)]
+        for k in range(0, len(windows), B):
+            group = [w for w in windows[k : k + B] if w[1] > 0]
+            for length in sorted({n for _, n in group}):
+                xy = np.stack([shard[i : i + n + 1] for i, n in group if n == length]).astype(np.int64)
+                xy = torch.from_numpy(xy).to(data.device)
                 with ctx:
                     _, loss = model(xy[:, :-1], xy[:, 1:])
-                n = xy.size(1) - 1
-                total += loss.float().item() * n
-                count += n
+                total += loss.float().item() * xy[:, 1:].numel()
+                count += xy[:, 1:].numel()
     model.train()
     st = meta["splits"]["val"]
     loss = total / count
@@ -557,7 +560,7 @@ def plot_losses(out_dir_: str):
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (ConfigError, DataError, TokenizerError, CheckpointError, FloatingPointError) as e:
+    except (ValueError, FloatingPointError) as e:  # ConfigError, DataError, CheckpointError... are ValueErrors
         if isinstance(e, FloatingPointError):
             e = f"{e}: training diverged; the last good checkpoint is untouched. Lower learning_rate " \
                 f"or raise warmup_iters, then rerun to resume from it"
