@@ -107,7 +107,8 @@ def test_train_eval_only_from_dir(tmp_path, data_dir):
     out = tmp_path / "out"
     out.mkdir()
     (out / "ckpt.pt").write_bytes(b"someone else's checkpoint")
-    p = run("train.py", *TINY, f"--init_from={tmp_path / 'hf'}", "--eval_only=True", f"--dataset={data_dir}",
+    p = run("train.py", *TINY, f"--init_from={tmp_path / 'hf'}", "--eval_only=True", "--peak_flops=1e12",
+            f"--dataset={data_dir}",
             f"--out_dir={out}")
     assert "initializing from pretrained weights" in p.stdout and "val loss" in p.stdout
     assert (out / "ckpt.pt").read_bytes() == b"someone else's checkpoint"  # eval_only writes no checkpoint
@@ -225,7 +226,8 @@ def test_missing_files_and_scripts_say_error(small_dir, tmp_path, data_dir):
     (small_dir / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(PretrainedError, match="not a readable safetensors file"):
         GPT.from_pretrained(str(small_dir))
-    p = run("train.py", *TINY, f"--init_from={small_dir}", "--eval_only=True", f"--dataset={data_dir}",
+    p = run("train.py", *TINY, f"--init_from={small_dir}", "--eval_only=True", "--peak_flops=1e12",
+            f"--dataset={data_dir}",
             f"--out_dir={tmp_path / 'out'}", check=False)
     assert p.returncode == 1 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
     import sample  # in-process (a subprocess costs seconds): its __main__ prints any ValueError as error: ...
