@@ -12,7 +12,9 @@ vocabulary through the (tied) token embedding matrix.
 """
 
 import inspect
+import json
 import math
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -50,6 +52,10 @@ class GPTConfig:
 
 def _closest_divisor(n: int, d: int) -> int:
     return min((k for k in range(1, n + 1) if n % k == 0), key=lambda k: abs(k - d))
+
+
+class PretrainedError(ValueError):
+    """A pretrained model could not be found, downloaded, or is not a GPT-2 this file can hold."""
 
 
 class LayerNorm(nn.Module):
@@ -206,6 +212,100 @@ class GPT(nn.Module):
         fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
         extra = dict(fused=True) if fused else dict()
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, **extra)
+
+    # OpenAI's released GPT-2 sizes, as named on the Hugging Face hub (openai-community/<name>)
+    PRETRAINED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+    # HF's GPT-2 stores these four as Conv1D, weight (in, out): transposed relative to nn.Linear
+    CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str, override_args: dict | None = None) -> "GPT":
+        """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'; config.json + model.safetensors
+        fetched from the Hugging Face hub into its cache) or a local directory in the same format (what
+        transformers' save_pretrained and export.py write; also how to run offline)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        override_args = override_args or {}
+        if set(override_args) - {"dropout"}:
+            raise PretrainedError(f"only dropout can be overridden, not {sorted(set(override_args) - {'dropout'})}")
+        if os.path.isdir(name_or_dir):
+            paths = [os.path.join(name_or_dir, f) for f in ("config.json", "model.safetensors")]
+            for path in paths:
+                if not os.path.isfile(path):
+                    raise PretrainedError(f"{path} not found: a pretrained directory needs config.json and "
+                                          f"model.safetensors (transformers' save_pretrained or export.py)")
+        elif name_or_dir in cls.PRETRAINED:
+            from huggingface_hub import hf_hub_download
+
+            repo = f"openai-community/{name_or_dir}"
+            try:
+                paths = [hf_hub_download(repo, f) for f in ("config.json", "model.safetensors")]
+            except Exception as e:  # noqa: BLE001 - offline, hub down, disk full: all end the same way
+                raise PretrainedError(f"cannot download {repo} ({type(e).__name__}); connect to the internet "
+                                      f"once (it is cached after), or pass a local directory") from None
+        else:
+            raise PretrainedError(f"{name_or_dir!r} is neither a directory nor one of {', '.join(cls.PRETRAINED)}")
+
+        # Refuse configs this model would compute differently, rather than give quietly wrong logits.
+        try:
+            with open(paths[0], encoding="utf-8") as f:
+                hf = json.load(f)
+            n_embd, vocab_size = hf["n_embd"], hf["vocab_size"]
+            args = dict(n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=n_embd, vocab_size=vocab_size,
+                        block_size=hf.get("n_positions", hf.get("n_ctx")), bias=True)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PretrainedError(f"{paths[0]} is not a GPT-2 config.json ({type(e).__name__}: {e})") from None
+        wrong = {"model_type": hf.get("model_type", "gpt2") != "gpt2",
+                 "activation_function": hf.get("activation_function") not in ("gelu_new", "gelu_pytorch_tanh"),
+                 "n_inner": hf.get("n_inner") not in (None, 4 * n_embd),
+                 "layer_norm_epsilon": hf.get("layer_norm_epsilon", 1e-5) != 1e-5,
+                 "scale_attn_weights": hf.get("scale_attn_weights", True) is not True,
+                 "scale_attn_by_inverse_layer_idx": bool(hf.get("scale_attn_by_inverse_layer_idx")),
+                 "add_cross_attention": bool(hf.get("add_cross_attention"))}
+        wrong.update({k: True for k, v in hf.items() if ("rope" in k or "rotary" in k) and v})
+        for key, bad in wrong.items():
+            if bad:
+                raise PretrainedError(f"{paths[0]}: {key}={hf.get(key)!r} is not GPT-2's architecture (model_type "
+                                      f"gpt2, tanh GELU 'gelu_new', n_inner 4*n_embd, learned positions)")
+        try:
+            # built on the meta device, then given uninitialised memory: every tensor is loaded below, so
+            # the random init (tens of seconds for gpt2-xl on a CPU) would be wasted work
+            with torch.device("meta"):
+                model = cls(GPTConfig(**args, dropout=override_args.get("dropout", 0.0)))
+            model.to_empty(device="cpu")
+            model.transformer.wte.weight = model.lm_head.weight  # to_empty unties them: tie again
+        except ValueError as e:
+            raise PretrainedError(f"{paths[0]}: {e}") from None
+
+        # Weights: the hub's files have no "transformer." prefix and carry each block's causal-mask buffer
+        # (attn.bias / attn.masked_bias, not parameters); save_pretrained's have the prefix, no buffers.
+        try:
+            hf_sd = load_file(paths[1])
+        except (OSError, SafetensorError) as e:
+            raise PretrainedError(f"{paths[1]} is not a readable safetensors file ({e})") from None
+        hf_sd = {k.removeprefix("transformer."): v for k, v in hf_sd.items()
+                 if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        head = hf_sd.pop("lm_head.weight", None)
+        if head is not None and not torch.equal(head, hf_sd.get("wte.weight", head)):
+            raise PretrainedError(f"{paths[1]}: lm_head.weight differs from wte.weight; GPT-2 ties them")
+        sd = model.state_dict()
+        with torch.no_grad():
+            for key, param in sd.items():
+                if key == "lm_head.weight":
+                    continue  # the same tensor as transformer.wte.weight
+                name = key.removeprefix("transformer.")
+                if name not in hf_sd:
+                    raise PretrainedError(f"{paths[1]}: tensor {name} is missing")
+                t = hf_sd.pop(name)
+                want = param.shape[::-1] if name.endswith(cls.CONV1D) else param.shape  # in the file's layout
+                if t.shape != want:
+                    raise PretrainedError(f"{paths[1]}: tensor {name} has shape {tuple(t.shape)}, but "
+                                          f"config.json implies {tuple(want)}")
+                param.copy_(t.t() if name.endswith(cls.CONV1D) else t)
+        if hf_sd:
+            raise PretrainedError(f"{paths[1]}: unexpected tensor {sorted(hf_sd)[0]} (not GPT-2's)")
+        return model
 
     def flops_per_token(self, T: int | None = None) -> int:
         """Training FLOPs per token (forward + backward = 3x forward), as in the PaLM paper's appendix B:

@@ -16,7 +16,7 @@ import sys
 import torch
 
 from model import GPT, GPTConfig
-from tokenizer import TokenizerError, get_gpt2_tokenizer, tokenizer_from_dict
+from tokenizer import TokenizerError, get_gpt2_tokenizer, load_tokenizer, tokenizer_from_dict
 from train import CheckpointError, load_checkpoint, model_from_checkpoint, resolve_device
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,6 +47,11 @@ def load_model(checkpoint: str | None, device: str):
                   "the output is noise (train one, or pass --checkpoint=out)", file=sys.stderr)
             model = GPT(GPTConfig())
             return model.to(device).eval(), get_gpt2_tokenizer(), "untrained GPT-2 (124M)"
+    elif checkpoint in GPT.PRETRAINED or os.path.isfile(os.path.join(checkpoint, "model.safetensors")):
+        # OpenAI's GPT-2 from the hub, or a Hugging Face-format folder (export.py, save_pretrained)
+        has_vocab = os.path.isfile(os.path.join(checkpoint, "vocab.json"))
+        tokenizer = load_tokenizer(checkpoint) if has_vocab else get_gpt2_tokenizer()
+        return GPT.from_pretrained(checkpoint).to(device).eval(), tokenizer, checkpoint
     else:
         path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
@@ -65,8 +70,9 @@ def main(argv=None):
     parser.add_argument("--top_k", type=int, default=200, help="sample only among the k likeliest tokens (0: off)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--checkpoint", default=None, help="a .pt file or a directory holding ckpt.pt "
-                        "(default: checkpoint/)")
+    parser.add_argument("--checkpoint", "--init_from", default=None, help="a .pt file or a directory holding "
+                        "ckpt.pt (default: checkpoint/); or gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a "
+                        "Hugging Face-format folder")
     args = parser.parse_args(argv)
 
     if args.prompt_file:

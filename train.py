@@ -352,9 +352,19 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
     else:
         log(f"initializing from pretrained weights: {init_from}")
         model = GPT.from_pretrained(init_from, dict(dropout=dropout))
-        if model.config.vocab_size < data_vocab or tokenizer.name != "gpt2":
-            raise CheckpointError(f"{init_from} uses GPT-2's vocabulary, but {data_dir} was prepared with the "
-                                  f"{tokenizer.name} tokenizer: prepare it with --tokenizer=gpt2")
+        vocab_file, merges_file = (os.path.join(init_from, f) for f in ("vocab.json", "merges.txt"))
+        if os.path.isfile(vocab_file) and os.path.isfile(merges_file):  # a folder with its tokenizer
+            from export import hf_tokenizer_files
+
+            ours = hf_tokenizer_files(tokenizer)
+            with open(vocab_file, encoding="utf-8") as f, open(merges_file, encoding="utf-8") as g:
+                same = json.load(f) == json.loads(ours["vocab.json"]) and \
+                    g.read().split() == ours["merges.txt"].split()
+        else:  # the hub's GPT-2 (only the weights are fetched) or bare weights: GPT-2's vocabulary
+            same = tokenizer.name == "gpt2"
+        if not same or model.config.vocab_size < data_vocab:
+            raise CheckpointError(f"{init_from} has another vocabulary than the {tokenizer.name} tokenizer "
+                                  f"{data_dir} was prepared with: prepare the data with the model's tokenizer")
         model_args = model.config.to_dict()
     if block_size < model.config.block_size:
         model.crop_block_size(block_size)

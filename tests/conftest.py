@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT))
 # Small, fast settings shared by the training tests.
 TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
         "--gradient_accumulation_steps=2", "--eval_iters=2", "--log_interval=1", "--compile=False",
-        "--device=cpu", "--peak_flops=1e11", "--warmup_iters=2", "--lr_decay_iters=100", "--learning_rate=3e-3", "--final_eval=False"]
+        "--device=cpu", "--peak_flops=1e11", "--warmup_iters=2", "--lr_decay_iters=100", "--learning_rate=3e-3",
+        "--final_eval=False"]
 
 
 def run(script, *args, check=True, env=None, timeout=300, cwd=ROOT):
