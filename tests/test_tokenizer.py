@@ -204,6 +204,10 @@ def test_bad_inputs(bpe, bpe_dir, tmp_path):
         train_tokenizer([Path(tmp_path / "missing.txt")])
     with pytest.raises(TokenizerError, match="matches"):
         train_tokenizer(str(tmp_path / "*.missing"))
+    (tmp_path / "latin1.txt").write_bytes("Grüße\n".encode("latin-1") * 1000)
+    for max_bytes in (10**6, 100):  # read by the library / sampled by us
+        with pytest.raises(TokenizerError, match="UTF-8"):
+            train_tokenizer(str(tmp_path / "latin1.txt"), vocab_size=300, max_bytes=max_bytes)
     with pytest.raises(TokenizerError):
         save_tokenizer(get_gpt2_tokenizer(), str(tmp_path / "x"))
     for bad in ({"name": "nope"}, {"name": "bpe"}, "gpt2"):
