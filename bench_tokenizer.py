@@ -64,13 +64,13 @@ def synthetic_text(n_bytes: int, seed: int = 0) -> str:
             sep = "" if lang in ("zh", "ja") else " "
             for j in range(0, len(words), rng.randint(5, 15)):  # punctuation, numbers, capitals
                 w = words[j]
-                words[j] = rng.choice([w.capitalize() + ",", w + ".", str(rng.randint(0, 10**6)),
+                words[j] = rng.choice([w.capitalize() + ",", w + ".", str(int(rng.paretovariate(0.8))),
                                        w + rng.choice(EMOJI), f"({w})", w])
             part = sep.join(words) + rng.choice([".\n\n", "\n", "!\n\n", " \n", "\n\t"])
-        elif kind < 0.92:  # code
+        elif kind < 0.95:  # code
             part = "".join(rng.choice(CODE).format(w=rng.choice(lexicon["en"]), n=rng.randint(0, 4096))
                            for _ in range(rng.randint(1, 6))) + "\n"
-        else:  # base64 blob and odd whitespace
+        else:  # base64 blob (every one unique, so keep them rare) and odd whitespace
             blob = base64.b64encode(rng.randbytes(rng.randint(30, 300))).decode()
             part = blob + " " * rng.randint(1, 9) + "\n"
         parts.append(part)
