@@ -218,9 +218,10 @@ class GPT(nn.Module):
             x = block(x)
         x = self.transformer.ln_f(x)
 
-        if targets is not None and LOSS_CHUNK_ROWS and x.device.type == "cpu" and torch.is_grad_enabled():
+        chunked = LOSS_CHUNK_ROWS and x.device.type == "cpu" and torch.is_grad_enabled()
+        if targets is not None and chunked and not torch.compiler.is_compiling():
             # training on a CPU: the logits are never materialised whole (see ChunkedLMHeadLoss), so none
-            # are returned
+            # are returned. Under torch.compile the plain path is traced instead (one graph, no Python loop).
             loss = ChunkedLMHeadLoss.apply(x.reshape(-1, x.size(-1)), self.lm_head.weight,
                                            targets.reshape(-1), LOSS_CHUNK_ROWS)
             logits = None
