@@ -234,10 +234,10 @@ def train_step(model, optimizer, scaler, ctx, micro_batches, n_micro: int, ddp: 
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     scaler.step(optimizer)
     scaler.update()
-    # Fresh gradient and activation buffers cost page faults each step on a CPU (L6/C384/T256/B8: ~195k
-    # faults, ~0.6 s system time with the chunked loss, ~300k without; bench.py prints them). glibc's
-    # MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ changed neither, measured: tensors this big are
-    # mmapped regardless. Left as is; set_to_none still saves a zero-fill pass.
+    # Fresh gradient and activation buffers cost page faults each step on a CPU (L6/C384/T256/B8: ~300k
+    # faults and ~1.0 s system time per step with the chunked loss, ~500k and ~2.4 s without; bench.py
+    # prints them). glibc's MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ did not change the count
+    # (measured at L2/B4): tensors this big are mmapped regardless. set_to_none still saves a zero-fill.
     optimizer.zero_grad(set_to_none=True)
     return loss_sum
 
