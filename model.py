@@ -127,6 +127,51 @@ class Block(nn.Module):
         return x
 
 
+# Rows of hidden states per chunk in ChunkedLMHeadLoss; 0 turns it off (plain F.cross_entropy everywhere).
+LOSS_CHUNK_ROWS = 512
+
+
+class ChunkedLMHeadLoss(torch.autograd.Function):
+    """lm_head + mean cross-entropy (ignore_index=-1), computed in chunks of rows, gradient included.
+
+    Why: with a 50k vocabulary the (rows x vocab) logits are most of a small model's work, and on a CPU
+    the plain path spends ~25% of the step outside the matmuls: writing the huge logits tensor, the
+    softmax, zero-filling and re-reading it in the backward pass. Here each chunk's logits are formed,
+    turned straight into their gradient (softmax - one_hot) / n while still in cache, and used at once for
+    the gradients of the hidden states and of the weight; backward only scales them. Same loss, same
+    gradients (to rounding), ~1.2x faster on this CPU, and the peak memory of one chunk instead of all.
+    On CUDA the plain path stays: there autocast and torch.compile already fuse the cross-entropy and
+    this Function would cut the compiled graph in two."""
+
+    @staticmethod
+    def forward(ctx, x, weight, targets, chunk: int):
+        # x: (N, C) final hidden states, weight: (V, C) lm_head, targets: (N,) with -1 = ignore
+        valid = targets != -1
+        n = valid.sum().to(x.dtype)  # 0 valid targets -> 0/0 = nan, as F.cross_entropy gives
+        loss = x.new_zeros(())
+        grad_x = torch.empty_like(x)
+        grad_w = torch.zeros_like(weight)
+        for s in range(0, x.size(0), chunk):
+            xc, tc, vc = x[s : s + chunk], targets[s : s + chunk].clamp(min=0), valid[s : s + chunk]
+            logits = xc @ weight.t()
+            lse = torch.logsumexp(logits, dim=1, keepdim=True)
+            target_logit = logits.gather(1, tc[:, None])
+            loss += ((lse - target_logit).squeeze(1) * vc).sum()
+            # d(mean loss)/d(logits) = (softmax - one_hot) / n on the valid rows, formed in place
+            g = logits.sub_(lse).exp_()
+            g.scatter_add_(1, tc[:, None], torch.full_like(target_logit, -1.0))
+            g.mul_((vc / n)[:, None])
+            torch.mm(g, weight, out=grad_x[s : s + chunk])
+            grad_w.addmm_(g.t(), xc)
+        ctx.save_for_backward(grad_x, grad_w)
+        return loss / n
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_x, grad_w = ctx.saved_tensors
+        return grad_x * grad_output, grad_w * grad_output, None, None
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -179,7 +224,14 @@ class GPT(nn.Module):
             x = block(x)
         x = self.transformer.ln_f(x)
 
-        if targets is not None:
+        chunked = LOSS_CHUNK_ROWS and x.device.type == "cpu" and torch.is_grad_enabled()
+        if targets is not None and chunked and not torch.compiler.is_compiling():
+            # training on a CPU: the logits are never materialised whole (see ChunkedLMHeadLoss), so none
+            # are returned. Under torch.compile the plain path is traced instead (one graph, no Python loop).
+            loss = ChunkedLMHeadLoss.apply(x.reshape(-1, x.size(-1)), self.lm_head.weight,
+                                           targets.reshape(-1), LOSS_CHUNK_ROWS)
+            logits = None
+        elif targets is not None:
             logits = self.lm_head(x)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         else:

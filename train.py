@@ -64,12 +64,14 @@ vocab_size = None  # None: the data's tokenizer size, padded up to a multiple of
 # AdamW
 learning_rate = 6e-4  # peak learning rate
 max_iters = 600000
+max_seconds = 0.0  # >0: also stop after this many seconds of training steps (evaluations not counted),
+#                     the cosine decay running over that time instead of over iterations
 weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.95
 eps = 1e-8
 grad_clip = 1.0  # clip the global gradient norm at this value (0: don't)
-# learning rate schedule: linear warmup, then cosine decay to min_lr
+# learning rate schedule: linear warmup, then cosine decay to min_lr (at lr_decay_iters, or at max_seconds)
 decay_lr = True
 warmup_iters = 2000
 lr_decay_iters = 600000  # ~= max_iters per Chinchilla
@@ -77,7 +79,8 @@ min_lr = 6e-5  # ~= learning_rate / 10 per Chinchilla
 # system
 device = "auto"  # 'auto' (cuda, else mps, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = "auto"  # 'auto' (bfloat16 on CUDA if supported, else float16; float32 elsewhere), or a name
-compile = None  # None: on for CUDA, off on CPU (measured no faster there); True/False to force
+compile = None  # None: on for CUDA, off on CPU (0-7% faster there for 25-40 s of compiling, and it
+#                 would replace the chunked loss, worth ~1.18x, by the plain one); True/False to force
 backend = ""  # DDP backend; '' = nccl on CUDA, gloo on CPU
 seed = 1337
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: datasheet value on known GPUs, else measured
@@ -197,17 +200,47 @@ class Batches:
         return x.to(self.device), y.to(self.device)
 
 
-def get_lr(it: int) -> float:
-    """Linear warmup for warmup_iters, cosine decay to min_lr at lr_decay_iters, then min_lr."""
+def get_lr(it: int, elapsed: float = 0.0) -> float:
+    """Linear warmup for warmup_iters, cosine decay to min_lr at lr_decay_iters, then min_lr. With a time
+    budget (max_seconds) the decay follows the elapsed fraction of it instead: a run on a slow or busy
+    machine does fewer steps but still ends its schedule, rather than being cut off at a high lr."""
     if not decay_lr:
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
+    if max_seconds > 0:
+        ratio = min(elapsed / max_seconds, 1.0)
+    elif it > lr_decay_iters:
         return min_lr
-    ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
+    else:
+        ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
     return min_lr + coeff * (learning_rate - min_lr)
+
+
+def train_step(model, optimizer, scaler, ctx, micro_batches, n_micro: int, ddp: bool, clip: float):
+    """One optimizer step over n_micro (X, Y) micro-batches, gradients averaged over them and over the
+    processes; DDP all-reduces only on the last micro-step (no_sync on the others). Returns this process's
+    mean loss as a device tensor (reading it is the caller's choice: .item() waits for the device)."""
+    loss_sum = None
+    for micro_step, (X, Y) in enumerate(micro_batches):
+        last = micro_step == n_micro - 1
+        with (model.no_sync() if ddp and not last else nullcontext()), ctx:
+            _, loss = model(X, Y)
+            loss = loss / n_micro  # a mean over the micro-steps
+        scaler.scale(loss).backward()
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+    if clip != 0.0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    scaler.step(optimizer)
+    scaler.update()
+    # Fresh gradient and activation buffers cost page faults each step on a CPU (L6/C384/T256/B8: ~300k
+    # faults and ~1.0 s system time per step with the chunked loss, ~500k and ~2.4 s without; bench.py
+    # prints them). glibc's MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_/TOP_PAD_ did not change the count
+    # (measured at L2/B4): tensors this big are mmapped regardless. set_to_none still saves a zero-fill.
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum
 
 
 def save_checkpoint(ckpt: dict, path: str):
@@ -446,13 +479,15 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
     # --- the training loop -----------------------------------------------------------------------
     t0 = time.time()
     t_start = t0
+    train_seconds = 0.0  # time in training steps only: what max_seconds budgets
     running_mfu = -1.0
     while True:
-        lr = get_lr(iter_num)
+        lr = get_lr(iter_num, train_seconds)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        done = iter_num >= max_iters or 0 < max_seconds <= train_seconds
 
-        if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
+        if iter_num % eval_interval == 0 or done or eval_only:
             losses = estimate_loss()
             log(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             log_json(iter=iter_num, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
@@ -473,29 +508,15 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
                 break
         if sample_interval and iter_num % sample_interval == 0 and master:
             log(f"sample at step {iter_num}:\n{sample_text(raw_model, tokenizer, device, ctx)}")
-        if iter_num >= max_iters:
+        if done:
             break
 
-        # One optimizer step: gradient_accumulation_steps micro-steps, gradients averaged over them and
-        # over the processes. DDP all-reduces only on the last micro-step (no_sync on the others).
+        # One optimizer step; each process takes its share of the global batch, loaded as it goes.
+        t_step = time.time()
         starts = train_data.draw(gen, gradient_accumulation_steps * world)
         mine = starts[rank * gradient_accumulation_steps : (rank + 1) * gradient_accumulation_steps]
-        loss_sum = torch.zeros((), device=device)
-        for micro_step in range(gradient_accumulation_steps):
-            X, Y = train_data.get(mine[micro_step])
-            last = micro_step == gradient_accumulation_steps - 1
-            with (model.no_sync() if ddp and not last else nullcontext()), ctx:
-                _, loss = model(X, Y)
-                loss = loss / gradient_accumulation_steps  # a mean over the micro-steps
-            scaler.scale(loss).backward()
-            loss_sum += loss.detach()
-        if grad_clip != 0.0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-
+        batches = (train_data.get(s) for s in mine)
+        loss_sum = train_step(model, optimizer, scaler, ctx, batches, gradient_accumulation_steps, ddp, grad_clip)
         if ddp:
             dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
         lossf = loss_sum.item()  # syncs with the device once per step
@@ -503,10 +524,15 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
             raise FloatingPointError(f"loss is {lossf} at iteration {iter_num}")
         t1 = time.time()
         dt, t0 = t1 - t0, t1
+        train_seconds += t1 - t_step
+        if ddp and max_seconds > 0:  # the lr and the last step must agree on every process: rank 0's clock
+            clock = torch.tensor(train_seconds, device=device)
+            dist.broadcast(clock, 0)
+            train_seconds = clock.item()
         iter_num += 1
         if iter_num % log_interval == 0 and master:
             tok_s = tokens_per_iter / dt
-            mfu = flops_per_iter / dt / peak
+            mfu = flops_per_iter / world / dt / peak  # per device: peak is one device's
             running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
             log(f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {dt * 1000:.1f}ms, {tok_s:,.0f} tok/s "
                 f"({tok_s / world:,.0f} per process), mfu {running_mfu * 100:.1f}%")
@@ -524,19 +550,21 @@ def full_val_report(model, data: Batches, meta: dict, ctx, log, log_json, iter_n
     """Loss over every token of the val split, in consecutive windows of block_size, converted to nats per
     character and bits per byte so that runs with different tokenizers compare."""
     model.eval()
-    T, B, total, count = data.block_size, data.batch_size, 0.0, 0
+    T, total, count = data.block_size, 0.0, 0
     for shard in data.shards:
-        n_full = (len(shard) - 1) // T  # whole windows, batched; then the remainder as one short window
-        windows = [(i * T, T) for i in range(n_full)] + [(n_full * T, len(shard) - 1 - n_full * T)]
-        for k in range(0, len(windows), B):
-            group = [w for w in windows[k : k + B] if w[1] > 0]
-            for length in sorted({n for _, n in group}):
-                xy = np.stack([shard[i : i + n + 1] for i, n in group if n == length]).astype(np.int64)
-                xy = torch.from_numpy(xy).to(data.device)
-                with ctx:
-                    _, loss = model(xy[:, :-1], xy[:, 1:])
-                total += loss.float().item() * xy[:, 1:].numel()
-                count += xy[:, 1:].numel()
+        # full windows batch_size at a time, then the shorter tail window alone
+        n_full = (len(shard) - 1) // T
+        batches = [np.arange(i, min(i + data.batch_size, n_full)) * T for i in range(0, n_full, data.batch_size)]
+        if (len(shard) - 1) % T:
+            batches.append(np.array([n_full * T]))
+        for starts in batches:
+            xy = np.stack([shard[j : j + T + 1] for j in starts]).astype(np.int64)
+            xy = torch.from_numpy(xy).to(data.device)
+            with ctx:
+                _, loss = model(xy[:, :-1], xy[:, 1:])
+            n = xy[:, 1:].numel()
+            total += loss.float().item() * n
+            count += n
     model.train()
     st = meta["splits"]["val"]
     loss = total / count

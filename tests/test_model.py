@@ -44,6 +44,9 @@ def test_forward_shapes_and_initial_loss():
     model = tiny()
     x, y = torch.randint(0, 64, (2, 3, 16))
     logits, loss = model(x, y)
+    assert logits is None  # training on a CPU: the chunked loss never forms the whole logits tensor
+    with torch.no_grad():
+        logits, loss = model(x, y)
     assert logits.shape == (3, 16, 64)
     assert loss.item() == pytest.approx(math.log(64), abs=0.3)  # ~uniform at init
     logits, loss = model(x)

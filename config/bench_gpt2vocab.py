@@ -1,0 +1,16 @@
+"""The throughput benchmark's model: GPT-2's vocabulary (50,304 padded) on a small body, as in PERF-NOTES.
+
+    python bench.py config/bench_gpt2vocab.py
+
+n_layer 6, n_head 6, n_embd 384, context 256, batch 8: the lm_head and the loss over 50k classes are ~62%
+of the FLOPs, which is where ChunkedLMHeadLoss in model.py earns its keep.
+"""
+
+n_layer = 6
+n_head = 6
+n_embd = 384
+block_size = 256
+batch_size = 8
+gradient_accumulation_steps = 1
+vocab_size = 50304
+dropout = 0.0

@@ -1,0 +1,95 @@
+"""The speed work changes nothing but speed: the chunked lm_head + loss equals F.cross_entropy's loss and
+gradients, training with it follows the same losses, and the time budget (max_seconds) ends a run."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY, run
+from torch.nn import functional as F
+
+import model as model_py
+from model import GPT, ChunkedLMHeadLoss, GPTConfig
+
+
+@pytest.mark.parametrize("rows,vocab,chunk", [(37, 100, 8), (64, 50, 64), (7, 65, 3), (300, 257, 512)])
+def test_chunked_loss_matches_cross_entropy(rows, vocab, chunk):
+    # float64 so that any difference is a bug, not rounding; odd row counts leave a short last chunk
+    torch.manual_seed(rows)
+    x = torch.randn(rows, 16, dtype=torch.float64, requires_grad=True)
+    w = (0.5 * torch.randn(vocab, 16, dtype=torch.float64)).requires_grad_()
+    t = torch.randint(vocab, (rows,))
+    t[::4] = -1  # ignored positions count neither in the loss nor in the mean
+    ref = F.cross_entropy(x @ w.t(), t, ignore_index=-1)
+    ref_gx, ref_gw = torch.autograd.grad(ref * 1.7, (x, w))  # a grad_output other than 1
+    out = ChunkedLMHeadLoss.apply(x, w, t, chunk)
+    gx, gw = torch.autograd.grad(out * 1.7, (x, w))
+    assert out.item() == pytest.approx(ref.item(), abs=1e-12)
+    assert torch.allclose(gx, ref_gx, atol=1e-12) and torch.allclose(gw, ref_gw, atol=1e-12)
+
+
+def test_model_gradients_match_plain_path(monkeypatch):
+    # the whole model in float32, tied weights: every parameter's gradient agrees with the plain path
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=300, n_layer=2, n_head=2, n_embd=32))
+    x, y = torch.randint(300, (2, 3, 16))
+    y[0, :5] = -1
+
+    def grads(chunk_rows):
+        monkeypatch.setattr(model_py, "LOSS_CHUNK_ROWS", chunk_rows)
+        model.zero_grad()
+        logits, loss = model(x, y)
+        assert (logits is None) == bool(chunk_rows)
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    loss_plain, g_plain = grads(0)
+    loss_chunked, g_chunked = grads(7)  # 48 rows: 6 full chunks and a short one
+    assert loss_chunked == pytest.approx(loss_plain, abs=1e-6)
+    for name, g in g_plain.items():
+        assert torch.allclose(g_chunked[name], g, atol=1e-6, rtol=1e-4), name
+    assert (g_chunked["transformer.wte.weight"] - g_plain["transformer.wte.weight"]).abs().max() < 1e-6  # wte, tied
+
+
+def test_training_losses_unchanged(monkeypatch):
+    # a few optimizer steps through train.py's own step function: the same losses with and without chunks
+    import train
+
+    def losses(chunk_rows):
+        monkeypatch.setattr(model_py, "LOSS_CHUNK_ROWS", chunk_rows)
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(block_size=16, vocab_size=200, n_layer=2, n_head=2, n_embd=32))
+        opt = model.configure_optimizers(0.1, 3e-3, (0.9, 0.95), "cpu")
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        gen = torch.Generator().manual_seed(1)
+        out = []
+        for _ in range(6):
+            batches = [tuple(torch.randint(200, (2, 4, 16), generator=gen))] * 2
+            out.append(train.train_step(model, opt, scaler, train.nullcontext(), batches, 2, False, 1.0).item())
+        return out
+
+    assert losses(0) == pytest.approx(losses(5), abs=1e-5)
+
+
+# ~10 s on a quiet machine (4 s of training plus start-up and the final eval); slower when shared
+def test_max_seconds_ends_run_and_reports(data_dir, tmp_path):
+    # a time budget stops a run that max_iters would not, with the final eval and report
+    out = tmp_path / "out"
+    p = run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY, "--max_iters=100000",
+            "--max_seconds=4", "--eval_interval=100000", "--final_eval=True", "--peak_flops=1e12")
+    assert "final val over all" in p.stdout
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    iters = [e["iter"] for e in entries if "loss" in e]
+    assert 0 < iters[-1] < 100000
+    assert entries[-1]["iter"] == iters[-1] and "val_nats_per_char" in entries[-1]
+    # the learning rate decayed by time: the last steps ran close to min_lr
+    lrs = [e["lr"] for e in entries if "loss" in e]
+    assert lrs[-1] < 0.5 * max(lrs)
+
+
+def test_bench_runs(tmp_path):
+    p = run("bench.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=2",
+            "--vocab_size=128", "--gradient_accumulation_steps=1", "--device=cpu", "--steps=2", "--warmup=1",
+            "--peak_flops=1e11", f"--dataset={tmp_path / 'none'}")
+    for key in ("tokens/s:", "ms/iter:", "GFLOP/s", "MFU:", "peak memory:", "speed-up of the chunked loss"):
+        assert key in p.stdout
