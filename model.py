@@ -80,7 +80,8 @@ class KVCache:
     Why transposed weight copies: a batch-1 decoding step is bound by reading every weight once from
     memory. On CPU a matmul against a contiguous (in, out) copy streams the weights markedly faster than
     F.linear over nn.Linear's (out, in) layout (measured here: ~23 vs ~14 GB/s for the 50257x768 head),
-    so generate() pays one transpose per call (~0.2 s for 124M) to make every step faster."""
+    so generate() pays one transposed copy of the weights per call (time, and memory: x2 while it runs)
+    to make every step faster. Only generate() uses them; training and forward() never see them."""
 
     def __init__(self, model: "GPT", batch_size: int, vocab_limit: int):
         cfg = model.config
@@ -122,8 +123,8 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             # Decoding: remember this step's keys/values at positions pos..pos+T (a 1-row prefill of a
             # prompt shared by every sample broadcasts into all rows), and let a single new query attend
-            # to everything cached so far. A prefill always starts at pos 0, so it attends to its own k, v
-            # with the ordinary causal mask.
+            # to everything cached so far (a step feeds one token at pos > 0). A prefill always starts at
+            # pos 0, so it attends to its own k, v with the ordinary causal mask.
             cache.k[:, :, pos : pos + T] = k
             cache.v[:, :, pos : pos + T] = v
             if pos > 0:
