@@ -70,6 +70,42 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
+class LayerCache:
+    """One block's decoding state: preallocated keys and values (B, n_head, block_size, head_size) for
+    every position seen so far, and the transposed weight copies shared by all blocks (see KVCache)."""
+
+    def __init__(self, shape: tuple, like: torch.Tensor, weight_t: dict):
+        self.k = torch.empty(shape, dtype=like.dtype, device=like.device)
+        self.v = torch.empty(shape, dtype=like.dtype, device=like.device)
+        self.weight_t = weight_t
+
+
+class KVCache:
+    """Everything generate() keeps between steps, built per call and never part of the state_dict.
+
+    Why transposed weight copies: a batch-1 decoding step is bound by reading every weight once from
+    memory. On CPU a matmul against a contiguous (in, out) copy streams the weights markedly faster than
+    F.linear over nn.Linear's (out, in) layout (measured here: ~23 vs ~14 GB/s for the 50257x768 head),
+    so generate() pays one transposed copy of the weights per call (time, and memory: x2 while it runs)
+    to make every step faster. Only generate() uses them; training and forward() never see them."""
+
+    def __init__(self, model: "GPT", batch_size: int, vocab_limit: int):
+        cfg = model.config
+        weight_t = {m: m.weight.t().contiguous() for m in model.transformer.h.modules() if isinstance(m, nn.Linear)}
+        shape = (batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        self.layers = [LayerCache(shape, model.lm_head.weight, weight_t) for _ in range(cfg.n_layer)]
+        # the output layer over the real vocabulary only: padded rows are never computed, never sampled
+        self.lm_head_t = model.lm_head.weight[:vocab_limit].t().contiguous()
+
+
+def _linear(layer: nn.Linear, x: torch.Tensor, cache: LayerCache | None) -> torch.Tensor:
+    """layer(x); while decoding, the same product through the cache's transposed copy of the weight."""
+    if cache is None:
+        return layer(x)
+    y = x @ cache.weight_t[layer]
+    return y if layer.bias is None else y + layer.bias
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -83,19 +119,28 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
 
-    def forward(self, x):
+    def forward(self, x, cache: LayerCache | None = None, pos: int = 0):
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = _linear(self.c_attn, x, cache).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, nh, T, hs): heads become a batch dimension
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if cache is not None:
+            # Decoding: remember this step's keys/values at positions pos..pos+T (a 1-row prefill of a
+            # prompt shared by every sample broadcasts into all rows), and let a single new query attend
+            # to everything cached so far (a step feeds one token at pos > 0). A prefill always starts at
+            # pos 0, so it attends to its own k, v with the ordinary causal mask.
+            cache.k[:, :, pos : pos + T] = k
+            cache.v[:, :, pos : pos + T] = v
+            if pos > 0:
+                k, v = cache.k[:, :, : pos + 1], cache.v[:, :, : pos + 1]
         # PyTorch's fused attention (flash attention on CUDA); is_causal masks out the future.
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=T > 1
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
-        return self.resid_dropout(self.c_proj(y))
+        return self.resid_dropout(_linear(self.c_proj, y, cache))
 
 
 class MLP(nn.Module):
@@ -107,8 +152,8 @@ class MLP(nn.Module):
         self.c_proj.RESIDUAL_SCALE_INIT = True
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+    def forward(self, x, cache: LayerCache | None = None):
+        return self.dropout(_linear(self.c_proj, self.gelu(_linear(self.c_fc, x, cache)), cache))
 
 
 class Block(nn.Module):
@@ -121,9 +166,9 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.mlp(self.ln_2(x))
+    def forward(self, x, cache: LayerCache | None = None, pos: int = 0):
+        x = x + self.attn(self.ln_1(x), cache, pos)
+        x = x + self.mlp(self.ln_2(x), cache)
         return x
 
 
@@ -372,21 +417,102 @@ class GPT(nn.Module):
         """Model FLOPs utilisation: achieved FLOP/s over the device's peak (measured or given)."""
         return self.flops_per_token(T) * tokens_per_sec / peak_flops
 
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
+        """Decoding forward: tokens idx (B, T) at positions pos..pos+T through the same blocks as forward(),
+        keys/values kept in cache. Returns the last position's logits (B, vocab_limit)."""
+        T = idx.size(1)
+        positions = torch.arange(pos, pos + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        for block, layer_cache in zip(self.transformer.h, cache.layers):
+            x = block(x, layer_cache, pos)
+        return self.transformer.ln_f(x[:, -1, :]) @ cache.lm_head_t
+
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Take a conditioning sequence idx (B, T) and append max_new_tokens sampled tokens."""
-        for _ in range(max_new_tokens):
-            idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size :]
-            logits, _ = self(idx_cond)
-            logits = logits[:, -1, :]
-            if temperature == 0:
-                idx_next = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("Inf")
-                probs = F.softmax(logits, dim=-1)
-                idx_next = torch.multinomial(probs, num_samples=1)
-            idx = torch.cat((idx, idx_next), dim=1)
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, **kwargs):
+        """Take a conditioning sequence idx (B, T) and append up to max_new_tokens sampled tokens (fewer when
+        every row has stopped). Options are generate_tokens()'s."""
+        for next_tokens, _, _ in self.generate_tokens(idx, max_new_tokens, temperature, top_k, **kwargs):
+            idx = torch.cat((idx, next_tokens), dim=1)
         return idx
+
+    @torch.no_grad()
+    def generate_tokens(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                        repetition_penalty=1.0, vocab_limit=None, stop_tokens=(), use_cache=True, keep=None):
+        """Yield (next_tokens (B, 1), logits (B, vocab_limit), finished (B,) bool) once per new token.
+
+        temperature 0 is greedy; top_k keeps the k likeliest tokens, top_p the smallest set whose
+        probability reaches top_p (nucleus sampling); repetition_penalty > 1 makes tokens already in the
+        row less likely (CTRL's rule). vocab_limit (e.g. the tokenizer's n_vocab) masks the padded rows of
+        the vocabulary. A row that samples one of stop_tokens is finished: from then on it repeats its
+        last token (filler for the caller to cut) and generation ends once every row is finished. The
+        caller may also finish rows itself by setting them in the yielded `finished` (e.g. on stop text).
+
+        With use_cache (the default) the prompt is run once and each step feeds only the new token,
+        reusing the cached keys/values; a batch whose rows share a prompt prefills it once for all rows.
+        Past block_size the context is a window: when it would outgrow block_size it is cut to its last
+        `keep` tokens (default block_size // 2) and re-prefilled, then grows again. use_cache=False runs
+        the full window through forward() every step: same windows, same tokens, the uncached reference.
+        keep=block_size gives nanoGPT's crop (always the last block_size tokens) at the price of a full
+        re-prefill every step once the context is longer than block_size."""
+        B, bs = idx.size(0), self.config.block_size
+        V = vocab_limit or self.config.vocab_size
+        keep = keep or bs // 2
+        if idx.dim() != 2 or idx.size(1) == 0:
+            raise ValueError("generate needs a non-empty (batch, time) tensor of token ids")
+        if not 0 < V <= self.config.vocab_size or not 1 <= keep <= bs:
+            raise ValueError(f"need 0 < vocab_limit <= {self.config.vocab_size} and 1 <= keep <= {bs}")
+        if int(idx.max()) >= V:
+            raise ValueError(f"token id {int(idx.max())} is outside the vocabulary ({V} tokens)")
+        if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or repetition_penalty <= 0:
+            raise ValueError("need temperature >= 0, 0 < top_p <= 1 and repetition_penalty > 0")
+        stop = torch.tensor(list(stop_tokens), dtype=torch.long, device=idx.device)
+        finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        cache = KVCache(self, B, V) if use_cache else None
+        start = -1  # where in idx the cached window begins (-1: nothing cached yet)
+        for _ in range(max_new_tokens):
+            n = idx.size(1)
+            s = _window_start(n, bs, keep)
+            if cache is None:
+                logits = self(idx[:, s:])[0][:, -1, :V]
+            elif s != start:  # first step, or the window moved: (re-)prefill the whole window
+                start, window = s, idx[:, s:]
+                shared = B > 1 and bool((window == window[:1]).all())
+                logits = self.forward_cached(window[:1] if shared else window, cache, 0).expand(B, -1)
+            else:  # the usual step: only the newest token goes through the model
+                logits = self.forward_cached(idx[:, -1:], cache, n - 1 - s)
+            next_tokens = _sample(logits, idx, temperature, top_k, top_p, repetition_penalty)
+            next_tokens = torch.where(finished[:, None], idx[:, -1:], next_tokens)
+            finished |= torch.isin(next_tokens[:, 0], stop)
+            idx = torch.cat((idx, next_tokens), dim=1)
+            yield next_tokens, logits, finished
+            if finished.all():
+                return
+
+
+def _window_start(n: int, block_size: int, keep: int) -> int:
+    """Where the context window starts when n tokens exist: 0 while they fit, else a window that was cut to
+    `keep` tokens and has grown by one per token since, cut again whenever it would exceed block_size."""
+    if n <= block_size:
+        return 0
+    return n - keep - (n - block_size - 1) % (block_size - keep + 1)
+
+
+def _sample(logits, idx, temperature, top_k, top_p, repetition_penalty) -> torch.Tensor:
+    """Next token ids (B, 1) from the last position's logits (B, V)."""
+    if repetition_penalty != 1.0:  # CTRL (Keskar et al. 2019): shrink the scores of tokens already present
+        seen = logits.gather(1, idx)
+        seen = torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty)
+        logits = logits.scatter(1, idx, seen)
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits = logits.masked_fill(logits < v[:, [-1]], -float("inf"))
+    if top_p is not None and top_p < 1.0:
+        # nucleus: drop the tail of tokens outside the smallest set whose probability reaches top_p
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = F.softmax(sorted_logits, dim=-1)
+        outside = probs.cumsum(dim=-1) - probs >= top_p  # the likeliest token is always inside
+        logits = logits.scatter(1, order, sorted_logits.masked_fill(outside, -float("inf")))
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)

@@ -4,12 +4,18 @@ Sample text from a trained model.
     python sample.py                                   # the committed checkpoint in checkpoint/
     python sample.py -p "ROMEO:" -m 300 -n 3 --seed=7
     python sample.py --checkpoint=out -p "Hello, I'm a language model," --temperature=0.8 --top_k=200
+    python sample.py -p "ROMEO:" --top_p=0.9 --stop="JULIET:" --stop=$'\\n\\n' --stream
+
+Generation runs the prompt once and then one token per step through a KV cache (model.generate); the
+-n samples run as one batch sharing the prompt's prefill. A sample ends at <|endoftext|> (unless
+--no_stop), at any --stop text (cut before it), or after -m tokens. Programs can call generate_text().
 
 The checkpoint carries its config and its tokenizer, so nothing else is needed. Without --checkpoint the
 one committed in checkpoint/ is used; without that, an untrained GPT-2 (its output is noise).
 """
 
 import argparse
+import codecs
 import os
 import sys
 
@@ -60,6 +66,50 @@ def load_model(checkpoint: str | None, device: str):
     return model.to(device).eval(), tokenizer, f"{path} (iteration {ckpt.get('iter_num', '?')})"
 
 
+def generate_text(model, tok, prompt: str | None, max_new_tokens: int = 500, num_samples: int = 1,
+                  temperature: float = 0.8, top_k: int | None = 200, top_p: float | None = None,
+                  repetition_penalty: float = 1.0, stop: list[str] = (), stop_at_eot: bool = True,
+                  stream=None) -> list[str]:
+    """Continue `prompt` (None: start a new document) num_samples times, as one batch; return the texts,
+    prompt included. stream, if given, is called with sample 0's text piece by piece as it is produced."""
+    if any(s == "" for s in stop):
+        raise ValueError("a --stop text is empty: give the text that should end a sample")
+    ids = tok.encode(prompt) if prompt is not None else [tok.eot_token]
+    x = torch.tensor([ids] * num_samples, dtype=torch.long, device=next(model.parameters()).device)
+    # Tokens are byte-level: one token may hold half of a UTF-8 character, so bytes go through an
+    # incremental decoder and only complete characters reach the text.
+    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(num_samples)]
+    texts, done = [""] * num_samples, [False] * num_samples
+    hold = max((len(s) for s in stop), default=1) - 1  # unprinted tail: it may be the start of a stop text
+    shown = 0
+    if stream:
+        stream(prompt or "")
+    steps = model.generate_tokens(x, max_new_tokens, temperature, top_k, top_p=top_p,
+                                  repetition_penalty=repetition_penalty, vocab_limit=tok.n_vocab,
+                                  stop_tokens=[tok.eot_token] if stop_at_eot else [])
+    for next_tokens, _, finished in steps:
+        for r, t in enumerate(next_tokens[:, 0].tolist()):
+            if done[r] or (stop_at_eot and t == tok.eot_token):
+                done[r] = True
+                continue
+            old = len(texts[r])
+            texts[r] += decoders[r].decode(tok.decode_bytes([t]))
+            hits = [i for i in (texts[r].find(s, max(0, old - len(s) + 1)) for s in stop) if i >= 0]
+            if hits:  # cut the sample before its stop text and tell the model the row is finished
+                texts[r], done[r], finished[r] = texts[r][: min(hits)], True, True
+        if stream:
+            end = len(texts[0]) if done[0] else len(texts[0]) - hold
+            if end > shown:
+                stream(texts[0][shown:end])
+                shown = end
+    for r in range(num_samples):
+        if not done[r]:  # a sample cut by -m may end inside a character: show what is left
+            texts[r] += decoders[r].decode(b"", final=True)
+    if stream and len(texts[0]) > shown:
+        stream(texts[0][shown:])
+    return [(prompt or "") + t for t in texts]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-p", "--prompt", default=None, help="text to continue (default: a new document)")
@@ -68,6 +118,14 @@ def main(argv=None):
     parser.add_argument("-n", "--num_samples", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 sharper, >1 more random")
     parser.add_argument("--top_k", type=int, default=200, help="sample only among the k likeliest tokens (0: off)")
+    parser.add_argument("--top_p", type=float, default=None, help="nucleus sampling: sample only among the "
+                        "likeliest tokens whose probabilities add up to top_p (e.g. 0.9)")
+    parser.add_argument("--repetition_penalty", type=float, default=1.0, help=">1 makes tokens already in "
+                        "the text less likely (e.g. 1.2)")
+    parser.add_argument("--stop", action="append", default=[], help="end a sample at this text (repeatable)")
+    parser.add_argument("--no_stop", action="store_true", help="don't end samples at <|endoftext|>")
+    parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                        help="print tokens as they come (default: on for one sample on a terminal)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--checkpoint", "--init_from", default=None, help="a .pt file or a directory holding "
@@ -85,22 +143,30 @@ def main(argv=None):
         raise ValueError("the prompt is empty: give some text with -p, or leave -p out to start a new document")
     if args.max_new_tokens < 1 or args.num_samples < 1:
         raise ValueError("--max_new_tokens and --num_samples must be at least 1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top_p must be in (0, 1], got {args.top_p}")
+    if args.temperature < 0 or args.repetition_penalty <= 0:
+        raise ValueError("--temperature must be >= 0 and --repetition_penalty > 0")
+    stream = sys.stdout.isatty() and args.num_samples == 1 if args.stream is None else args.stream
+    if stream and args.num_samples > 1:
+        raise ValueError("--stream prints one sample as it is made: use it with -n 1")
 
     device, dtype = resolve_device(args.device, "auto")
     torch.manual_seed(args.seed)
     model, tok, desc = load_model(args.checkpoint, device)
     print(f"model: {desc}", file=sys.stderr)
 
-    ids = tok.encode(args.prompt) if args.prompt is not None else [tok.eot_token]
-    x = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=device)
-    y = model.generate(x, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None)
-    for k in range(args.num_samples):
-        new = [t for t in y[k, len(ids):].tolist() if t < tok.n_vocab]
-        text = (args.prompt or "") + tok.decode(new)
-        print(text)
-        if k < args.num_samples - 1:
-            print("-" * 40)
+    def write(piece: str):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
+    texts = generate_text(model, tok, args.prompt, args.max_new_tokens, args.num_samples, args.temperature,
+                          args.top_k or None, args.top_p, args.repetition_penalty, args.stop,
+                          stop_at_eot=not args.no_stop, stream=write if stream else None)
+    if stream:
+        print()
+    else:
+        print(("\n" + "-" * 40 + "\n").join(texts))
 
 if __name__ == "__main__":
     try:

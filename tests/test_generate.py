@@ -1,0 +1,153 @@
+"""KV-cache generation: equal to the uncached reference, stopping, nucleus sampling, batching, sample.py."""
+
+import pytest
+import torch
+from conftest import TINY, run
+
+from model import GPT, GPTConfig
+
+
+def tiny(block_size=16, vocab_size=64):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+def steps(model, idx, n, **kw):
+    """(tokens (B, n), per-step logits (n, B, V)) from generate_tokens."""
+    out = [(t, logits.clone()) for t, logits, _ in model.generate_tokens(idx, n, **kw)]
+    return torch.cat([t for t, _ in out], 1), torch.stack([lg for _, lg in out])
+
+
+@pytest.mark.parametrize("keep", [None, 16, 5])
+def test_cache_equals_uncached_past_block_size(keep):
+    # 40 new tokens from a 5-token prompt cross block_size 16 several times: every re-prefill included
+    model = tiny()
+    x = torch.randint(0, 60, (3, 5))
+    a_tok, a_logits = steps(model, x, 40, temperature=0, vocab_limit=60, keep=keep)
+    b_tok, b_logits = steps(model, x, 40, temperature=0, vocab_limit=60, keep=keep, use_cache=False)
+    assert torch.equal(a_tok, b_tok)
+    assert a_logits.shape == (40, 3, 60)
+    assert (a_logits - b_logits).abs().max().item() < 1e-4
+
+
+def test_keep_block_size_is_nanogpt_crop():
+    # keep=block_size: the window is always the last block_size tokens, as in nanoGPT's generate
+    model = tiny()
+    x = torch.randint(0, 64, (1, 3))
+    ref = x
+    with torch.no_grad():
+        for _ in range(30):
+            logits, _ = model(ref[:, -16:])
+            ref = torch.cat((ref, logits[:, -1].argmax(-1, keepdim=True)), 1)
+    assert torch.equal(model.generate(x, 30, temperature=0, keep=16), ref)
+
+
+def test_padded_vocab_never_sampled():
+    model = tiny()
+    with torch.no_grad():  # make the padded rows the likeliest by far
+        model.lm_head.weight[40:] = model.lm_head.weight[:24] * 50
+    x = torch.randint(0, 40, (4, 3))
+    torch.manual_seed(1)
+    y = model.generate(x, 30, temperature=1.0, vocab_limit=40)
+    assert y.max().item() < 40
+    assert model.generate(x, 30, temperature=1.0).max().item() >= 40  # the mask is what kept them out
+
+
+def test_stop_tokens_per_row():
+    model = tiny()
+    x = torch.randint(0, 64, (4, 4))
+    free = model.generate(x, 12, temperature=0)
+    stop = int(free[0, 7])  # the token row 0 makes at step 4
+    y = model.generate(x, 12, temperature=0, stop_tokens=[stop])
+    for row, ref in zip(y, free):
+        new = ref[4:].tolist()
+        cut = new.index(stop) + 1 if stop in new else len(new)
+        assert row[4 : 4 + cut].tolist() == new[:cut]  # same tokens up to and including the stop token
+        assert all(t == row[3 + cut] for t in row[4 + cut :].tolist())  # then only filler
+    if all(stop in r[4:].tolist() for r in free):
+        assert y.size(1) < free.size(1)  # every row stopped: generation ended early
+
+
+def test_top_p_tiny_is_greedy_and_top_p_masks():
+    model = tiny()
+    x = torch.randint(0, 64, (2, 4))
+    torch.manual_seed(3)
+    assert torch.equal(model.generate(x, 20, temperature=1.0, top_p=1e-6), model.generate(x, 20, temperature=0))
+    # with top_p=0.5 every sampled token lies in the nucleus of its step's distribution
+    torch.manual_seed(3)
+    for t, logits, _ in model.generate_tokens(x, 20, temperature=1.0, top_p=0.5):
+        probs = torch.softmax(logits, -1)
+        for r in range(2):
+            p = probs[r, t[r, 0]]
+            assert probs[r][probs[r] > p].sum().item() < 0.5
+
+
+def test_repetition_penalty_changes_greedy_path():
+    model = tiny()
+    x = torch.randint(0, 64, (1, 4))
+    plain = model.generate(x, 30, temperature=0)[0, 4:].tolist()
+    penal = model.generate(x, 30, temperature=0, repetition_penalty=1e6)[0, 4:].tolist()
+    assert len(set(penal)) == 30 > len(set(plain))  # a huge penalty never repeats a token
+
+
+def test_batched_greedy_equals_one_at_a_time():
+    model = tiny(block_size=32)
+    x = torch.randint(0, 64, (3, 6))
+    batched = model.generate(x, 40, temperature=0)
+    for r in range(3):
+        assert torch.equal(batched[r : r + 1], model.generate(x[r : r + 1], 40, temperature=0))
+    shared = model.generate(x[:1].expand(3, -1), 20, temperature=0)  # one prefill for all rows
+    assert torch.equal(shared, model.generate(x[:1], 20, temperature=0).expand(3, -1))
+
+
+def test_seed_reproducible():
+    model = tiny()
+    x = torch.randint(0, 64, (3, 4))
+    torch.manual_seed(7)
+    a = model.generate(x[:1].expand(3, -1), 25, temperature=1.0, top_k=20, top_p=0.9)
+    torch.manual_seed(7)
+    b = model.generate(x[:1].expand(3, -1), 25, temperature=1.0, top_k=20, top_p=0.9)
+    assert torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])  # rows sharing a prompt still sample independently
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("sample_ckpt")
+    run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=4", "--eval_interval=4", *TINY)
+    return out
+
+
+def test_sample_script(ckpt):
+    common = [f"--checkpoint={ckpt}", "-m", "40", "--no_stop"]
+    p = run("sample.py", *common, "-p", "The", "--temperature=0")
+    assert p.stdout.startswith("The") and len(p.stdout) > 10
+    # --stream prints the same text as the batch path
+    s = run("sample.py", *common, "-p", "The", "--temperature=0", "--stream")
+    assert s.stdout == p.stdout
+    # -n 3: three samples in one batch, separated by a rule
+    n = run("sample.py", *common, "-n", "3", "--seed=5")
+    assert n.stdout.count("-" * 40) == 2
+    # --stop (here with --stream) cuts greedy output before the first occurrence of the stop text
+    body = p.stdout[3:-1]
+    stop_text = body[len(body) // 2 : len(body) // 2 + 2]
+    st = run("sample.py", *common, "-p", "The", "--temperature=0", "--stop", stop_text, "--stream")
+    assert st.stdout == "The" + body[: body.index(stop_text)] + "\n"
+
+
+def test_sample_errors(ckpt):
+    p = run("sample.py", f"--checkpoint={ckpt}", "-p", "", check=False)
+    assert p.returncode == 1 and p.stderr.startswith("error: the prompt is empty")
+
+
+def test_generate_text_stream_utf8(ckpt):
+    # the programmatic path: streamed pieces are whole characters and add up to the returned text
+    from sample import generate_text, load_model
+
+    model, tok, _ = load_model(str(ckpt), "cpu")
+    pieces = []
+    torch.manual_seed(0)
+    [text] = generate_text(model, tok, "héllo ✓", 60, temperature=1.5, top_k=None, stop_at_eot=False,
+                           stream=pieces.append)
+    assert "".join(pieces) == text and text.startswith("héllo ✓")
+    assert all(p.encode("utf-8").decode("utf-8") == p for p in pieces)
