@@ -79,6 +79,13 @@ def ckpt_iter(out) -> int | None:
     return load_checkpoint(str(path))["iter_num"] if path.exists() else None
 
 
+def evals_at(out, it: int) -> int:
+    """How many evaluations of iteration `it` the log holds."""
+    if not (Path(out) / "log.jsonl").exists():
+        return 0
+    return sum(e.get("iter") == it for e in read_log(out) if "val_loss" in e)
+
+
 def clear_error(p: subprocess.CompletedProcess, *needles: str) -> bool:
     """The contract for bad input: exit code 1, one `error: ...` line naming the problem, no traceback."""
     err = p.stderr.strip().splitlines()
@@ -133,7 +140,7 @@ class Segment:
 def test_kill9_twenty_times_resumes_bitwise(bpe_data, tmp_path, env):
     # ~100 s on 2 shared cores: 22 training processes (a baseline, 20 killed runs, the final rerun).
     max_iters = 2 * EVAL * 20 + 2 * EVAL  # each killed run advances by at most 2 checkpoints
-    base = Segment(train_cmd(bpe_data, tmp_path / "base", f"--max_iters={max_iters}"), env)
+    base = Segment(train_cmd(bpe_data, tmp_path / "base", f"--max_iters={max_iters}", "--eval_iters=30"), env)
     assert base.finish() == 0, base.text()
     # the window for timed kills: from the run's first line (imports done) to its second checkpoint
     span = base.time_of(f"iter {2 * EVAL}:") - base.time_of("tokens per iteration")
@@ -148,27 +155,28 @@ def test_kill9_twenty_times_resumes_bitwise(bpe_data, tmp_path, env):
     kinds.remove("tmp")
     kinds.insert(0, "tmp")  # the first fault comes after a checkpoint exists, so every rerun can resume
     out = tmp_path / "chain"
-    cmd = train_cmd(bpe_data, out, f"--max_iters={max_iters}")
+    cmd = train_cmd(bpe_data, out, f"--max_iters={max_iters}", "--eval_iters=30")  # evals long enough to hit
     landed = {"in checkpoint write": 0, "in eval": 0}
     resumed_ok = lost = 0
     prev = None
     for kind in kinds:
         start = ckpt_iter(out)
         tmp_before = tmp_files(out)
-        evals_before = sum(1 for e in read_log(out) if "val_loss" in e) if (out / "log.jsonl").exists() else 0
         target = (start or 0) + 2 * EVAL  # the second evaluation after the resume point
+        evals_before = evals_at(out, target)
         seg = Segment(cmd, env)
-        t_kill = None
+        t_kill, at_target = None, False
         while seg.proc.poll() is None:
             lines = [seg.q.get_nowait() for _ in range(seg.q.qsize())]
             if kind == "time" and t_kill is None and any(x.startswith("tokens per iteration") for x in lines):
                 t_kill = time.time() + rng.uniform(0, span)
+            reached = any(x.startswith(f"iter {target}:") for x in lines)  # its eval and save come next
             fire = (kind == "time" and t_kill is not None and time.time() >= t_kill) \
-                or (kind == "eval" and any(x.startswith(f"iter {target}:") for x in lines)) \
+                or (kind == "eval" and reached) \
                 or (kind == "step" and any(x.startswith(f"step {target}:") for x in lines)) \
-                or (kind == "tmp" and (tmp_files(out) - tmp_before or
-                                       any(x.startswith("saved checkpoint") for x in lines)
-                                       and ckpt_iter(out) == target))
+                or (kind == "tmp" and at_target and (tmp_files(out) - tmp_before or
+                                                     any(x.startswith("saved checkpoint") for x in lines)))
+            at_target |= reached
             if fire:
                 seg.proc.send_signal(signal.SIGKILL)
                 break
@@ -177,14 +185,13 @@ def test_kill9_twenty_times_resumes_bitwise(bpe_data, tmp_path, env):
         assert seg.proc.returncode == -signal.SIGKILL, f"{kind}: the run ended before its fault\n{seg.text()}"
         FIG["faults injected"] += 1
         landed["in checkpoint write"] += bool(tmp_files(out) - tmp_before)
-        evals_after = sum(1 for e in read_log(out) if "val_loss" in e) if (out / "log.jsonl").exists() else 0
-        landed["in eval"] += kind == "eval" and evals_after == evals_before
+        landed["in eval"] += kind == "eval" and evals_at(out, target) == evals_before  # killed before its eval ended
         if prev is not None:  # this run was a rerun after a kill: it must have resumed from the checkpoint
             assert f"resuming from {out / 'ckpt.pt'}" in seg.text(), seg.text()
             assert seg.first_iter() in (None, start + 1), seg.text()
             resumed_ok += 1
         now = ckpt_iter(out)  # loads it: a checkpoint is always readable after a kill
-        lost += now is None or (start is not None and now < start)
+        lost += start is not None and (now is None or now < start)  # a checkpoint destroyed or rolled back
         prev = now
 
     final = Segment(cmd, env)
@@ -206,7 +213,7 @@ def test_kill9_twenty_times_resumes_bitwise(bpe_data, tmp_path, env):
           f"landed {landed}, {resumed_ok} reruns resumed, {len(log)} log entries compared")
     assert not mismatched and not missing and lost == 0, (mismatched[:3], sorted(missing)[:10])
     assert resumed_ok == len(kinds)  # 19 killed reruns and the final one
-    assert landed["in checkpoint write"] >= 1, "no kill landed inside a checkpoint write"
+    assert landed["in checkpoint write"] >= 1 and landed["in eval"] >= 1, landed
 
 
 # -----------------------------------------------------------------------------------------------------
@@ -523,7 +530,7 @@ DEFAULTS = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allo
                      st.booleans(), st.text(max_size=20))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)  # reproducible figures
 @given(key=KEY, default=DEFAULTS, value=DEFAULTS)
 def test_configurator_typed_values_round_trip(key, default, value):
     ns = {key: default}
@@ -536,13 +543,14 @@ def test_configurator_typed_values_round_trip(key, default, value):
         # only a value of the wrong type may be refused
         assert type(value) is not type(default) and not (isinstance(default, float) and type(value) is int)
         return
-    expected = float(value) if isinstance(default, float) else value
+    assert type(ns[key]) is type(default)
     if isinstance(default, str):
-        expected = text
-    assert ns[key] == expected and type(ns[key]) is type(default)
+        assert ns[key] == text  # strings are taken verbatim
+    elif not isinstance(value, str):  # (text for a typed key is parsed: "5" is fine for an int)
+        assert ns[key] == value
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)  # reproducible figures
 @given(key=KEY, default=DEFAULTS, text=st.text(max_size=30))
 @example(key="batch_size", default=12, text="{[]}")
 @example(key="batch_size", default=12, text="9" * 5000)
@@ -564,7 +572,7 @@ def _kept(doc: str) -> bool:
     return any(line.encode().strip() for line in lines) and all(line.strip() != "%" for line in lines)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)  # reproducible figures
 @given(docs=st.lists(DOC, min_size=2, max_size=8), fmt=st.sampled_from(["split", "jsonl"]))
 def test_prepare_round_trips_documents(tmp_path_factory, docs, fmt):
     from tokenizer import load_tokenizer
