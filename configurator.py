@@ -76,7 +76,7 @@ def _parse_literal(text: str):
     """'3e-4' -> 0.0003, 'True' -> True, 'gpt2' -> 'gpt2' (anything that is not a literal stays text)."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # TypeError: '{[]}'
         return text
 
 

@@ -22,6 +22,7 @@ import pickle
 import sys
 import tempfile
 import time
+import zipfile
 from contextlib import nullcontext
 
 import numpy as np
@@ -265,8 +266,17 @@ def save_checkpoint(ckpt: dict, path: str):
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
-    """Load a checkpoint as plain data: weights_only=True refuses pickles that would run code."""
+    """Load a checkpoint as plain data: weights_only=True refuses pickles that would run code.
+
+    torch.load does not check the CRC-32 that torch.save stores for every record of its zip file, so a
+    flipped bit in the weights would load silently; zipfile's testzip() checks them all first."""
     try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            if bad is not None:
+                raise CheckpointError(f"checkpoint {path} is corrupt ({bad} fails its checksum); restore a "
+                                      f"copy, or move it away to start from scratch")
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0][:200]
@@ -274,6 +284,8 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
                               f"which could run code ({first}); only load checkpoints you trust") from None
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} not found") from None
+    except CheckpointError:
+        raise
     except Exception as e:  # noqa: BLE001 - zip, EOF and storage errors all mean a damaged file
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); restore a "
                               f"copy, or move it away to start from scratch") from None
@@ -326,6 +338,10 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
         except OSError as e:
             raise ConfigError(f"out_dir {out_dir} is not writable ({e.strerror}); choose another with "
                               f"--out_dir") from None
+        # a run killed while saving leaves its temporary file behind: each is a checkpoint's size
+        for name in os.listdir(out_dir):
+            if name.startswith("ckpt.pt.") and name.endswith(".tmp"):
+                os.remove(os.path.join(out_dir, name))
 
     torch.manual_seed(seed + rank)  # different dropout masks per process; the init is broadcast by DDP
     if device_type == "cuda":
@@ -420,6 +436,7 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
         if device_type == "cuda" and ckpt["rng"].get("cuda"):
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank % len(ckpt["rng"]["cuda"])])
     ckpt = None  # free the memory
+    start_iter = iter_num  # a resumed run does not rewrite the checkpoint it just loaded
 
     raw_model = model
     use_compile = device_type == "cuda" if compile is None else bool(compile)
@@ -497,7 +514,7 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
             improved = losses["val"] < best_val_loss
             if improved:
                 best_val_loss = losses["val"]
-            if iter_num > 0 and (improved or always_save_checkpoint) and not eval_only:
+            if iter_num > start_iter and (improved or always_save_checkpoint) and not eval_only:
                 ck = checkpoint_dict()  # every process takes part (the RNG gather)
                 if master:
                     save_checkpoint(ck, ckpt_path)
