@@ -248,6 +248,9 @@ def save_checkpoint(ckpt: dict, path: str):
     """Write atomically: a crash or a full disk mid-save leaves the previous checkpoint as it was."""
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600); a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             torch.save(ckpt, f)
             f.flush()
@@ -305,6 +308,7 @@ def model_from_checkpoint(ckpt: dict) -> GPT:
 
 def main(argv: list[str]):  # noqa: C901 - a training script reads best top to bottom
     global gradient_accumulation_steps, device, dtype, compile, backend
+    sys.stdout.reconfigure(line_buffering=True)  # `python train.py > log &` shows each line as it happens
     defaults = dict(globals())
     config = configurator.configure(globals(), argv, doc=__doc__)
 

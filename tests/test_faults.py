@@ -451,9 +451,8 @@ def test_malicious_checkpoint_runs_nothing(bpe_data, tmp_path, env):
                 "refusing to load")
     clear_error(run("sample.py", f"--checkpoint={out / 'ckpt.pt'}", "-m", "5", check=False, env=env),
                 "refusing to load")
-    if (ROOT / "export.py").exists():
-        p = run("export.py", f"--checkpoint={out / 'ckpt.pt'}", f"--out={tmp_path / 'exp'}", check=False, env=env)
-        clear_error(p, "refusing to load")
+    p = run("export.py", f"--checkpoint={out / 'ckpt.pt'}", f"--out_dir={tmp_path / 'exp'}", check=False, env=env)
+    clear_error(p, "refusing to load")
     assert not marker.exists(), "unpickling ran code"
 
 
