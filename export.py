@@ -2,6 +2,7 @@
 Export a checkpoint of ours to Hugging Face format, for transformers and every tool built on it.
 
     python export.py --checkpoint=out-shakespeare --out_dir=hf-shakespeare
+    python export.py --checkpoint=out-shakespeare --half=checkpoint/ckpt.pt    # a compact checkpoint of ours
 
     from transformers import AutoTokenizer, GPT2LMHeadModel
     model = GPT2LMHeadModel.from_pretrained("hf-shakespeare")
@@ -117,12 +118,34 @@ def export(checkpoint: str, out_dir: str, force: bool = False) -> str:
     return out_dir
 
 
+def export_half(checkpoint: str, dest: str) -> str:
+    """A compact checkpoint of ours for sampling and sharing (how checkpoint/ckpt.pt was made): fp16 weights,
+    stored once for the tied embedding, no optimizer state; train.model_from_checkpoint converts back to fp32."""
+    from train import save_checkpoint
+
+    path = os.path.join(checkpoint, "ckpt.pt") if os.path.isdir(checkpoint) else checkpoint
+    ckpt = load_checkpoint(path)
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
+               if k != "lm_head.weight"}
+    keep = ("model_args", "config", "iter_num", "best_val_loss", "tokenizer")
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    save_checkpoint(dict(model=weights, **{k: ckpt[k] for k in keep if k in ckpt}), dest)
+    return dest
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a ckpt.pt written by train.py, or its directory")
-    parser.add_argument("--out_dir", required=True, help="the folder to write (must be new or empty)")
+    parser.add_argument("--out_dir", help="the folder to write (must be new or empty)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty out_dir")
+    parser.add_argument("--half", metavar="FILE", help="instead write a compact checkpoint of ours: fp16 "
+                        "weights, no optimizer state (for sample.py and sharing)")
     args = parser.parse_args(argv)
+    if args.half:
+        print(f"wrote {export_half(args.checkpoint, args.half)} (fp16 weights, no optimizer state)")
+        return
+    if not args.out_dir:
+        parser.error("give --out_dir (a Hugging Face folder) or --half=FILE")
     out = export(args.checkpoint, args.out_dir, args.force)
     print(f"exported {args.checkpoint} to {out} (config.json, model.safetensors, tokenizer files)")
 

@@ -300,6 +300,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
 def model_from_checkpoint(ckpt: dict) -> GPT:
     model = GPT(GPTConfig(**ckpt["model_args"]))
     state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+    state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))  # tied; compact files store it once
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model
 

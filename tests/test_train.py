@@ -136,3 +136,16 @@ def test_sample_end_to_end(tmp_path, data_dir):
     assert again.stdout == p.stdout  # the seed makes it reproducible
     p = run("sample.py", f"--checkpoint={out}", "-p", "", check=False)
     assert p.returncode == 1 and "prompt is empty" in p.stderr
+
+
+def test_half_checkpoint_for_sharing(tmp_path, data_dir):
+    out = tmp_path / "out"
+    run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY, "--max_iters=2")
+    run("export.py", f"--checkpoint={out}", f"--half={tmp_path / 'small.pt'}")
+    full, half = load_checkpoint(str(out / "ckpt.pt")), load_checkpoint(str(tmp_path / "small.pt"))
+    assert "optimizer" not in half and half["tokenizer"] == full["tokenizer"]
+    assert (tmp_path / "small.pt").stat().st_size < 0.2 * (out / "ckpt.pt").stat().st_size
+    w, h = full["model"]["transformer.wte.weight"], half["model"]["transformer.wte.weight"]
+    assert h.dtype == torch.float16 and (w - h.float()).abs().max() < 1e-3
+    p = run("sample.py", f"--checkpoint={tmp_path / 'small.pt'}", "-p", "ROMEO:", "-m", "5", "--device=cpu")
+    assert p.stdout.startswith("ROMEO:")
