@@ -62,7 +62,13 @@ def load_model(checkpoint: str | None, device: str):
         path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt)
-    tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+    try:  # the checkpoint's own tokenizer, checked against the model it was trained with
+        tokenizer = tokenizer_from_dict(ckpt.get("tokenizer"))
+    except TokenizerError as e:
+        raise CheckpointError(f"{path}: its tokenizer cannot be used ({e}); retrain or restore it") from None
+    if tokenizer.n_vocab > model.config.vocab_size:
+        raise CheckpointError(f"{path}: its tokenizer has {tokenizer.n_vocab} tokens but the model only "
+                              f"{model.config.vocab_size}; the checkpoint is inconsistent, retrain it")
     return model.to(device).eval(), tokenizer, f"{path} (iteration {ckpt.get('iter_num', '?')})"
 
 

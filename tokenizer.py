@@ -371,16 +371,16 @@ def load_tokenizer(path_or_name: str) -> Tokenizer:
 
 # -----------------------------------------------------------------------------
 
-if __name__ == "__main__":
+def main(argv=None):
     parser = argparse.ArgumentParser(description="Train a byte-level BPE; save vocab.json + merges.txt.")
     parser.add_argument("--input", required=True, help='glob of UTF-8 text files, e.g. "corpus/*.txt"')
     parser.add_argument("--vocab_size", type=int, default=5000, help="incl. 256 bytes and <|endoftext|>")
     parser.add_argument("--out_dir", required=True, help="where to write vocab.json and merges.txt")
     parser.add_argument("--max_mb", type=float, default=256, help="train on at most this many MB (sampled)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     files = sorted(glob.glob(args.input, recursive=True))
     if not files:
-        raise SystemExit(f"no files match --input={args.input!r}")
+        raise TokenizerError(f"no files match --input={args.input!r}")
     t0 = time.time()
     tok = train_tokenizer(files, args.vocab_size, args.out_dir, max_bytes=int(args.max_mb * 2**20))
     dt = time.time() - t0
@@ -389,3 +389,10 @@ if __name__ == "__main__":
     n_tok = len(tok.encode(sample.decode()))
     print(f"vocab size {tok.n_vocab}, trained in {dt:.1f}s on {len(files)} file(s), saved to {args.out_dir}")
     print(f"{len(sample) / max(n_tok, 1):.3f} bytes/token on {len(sample) / 1e6:.1f} MB of the training text")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except TokenizerError as e:  # bad input: one line, no traceback
+        raise SystemExit(f"error: {e}") from None
