@@ -34,5 +34,3 @@ min_lr = 3e-4
 beta2 = 0.99
 weight_decay = 0.1
 
-device = "cpu"
-compile = False

@@ -37,5 +37,3 @@ min_lr = 1e-4
 warmup_iters = 100
 beta2 = 0.99  # a little higher: few tokens per step
 
-device = "cpu"
-compile = False

@@ -31,5 +31,3 @@ min_lr = 1e-4
 beta2 = 0.99  # a little higher: few tokens per step
 warmup_iters = 100
 
-device = "cpu"
-compile = False
