@@ -28,6 +28,17 @@ def test_chunked_loss_matches_cross_entropy(rows, vocab, chunk):
     assert torch.allclose(gx, ref_gx, atol=1e-12) and torch.allclose(gw, ref_gw, atol=1e-12)
 
 
+def test_chunked_loss_second_backward_is_refused():
+    # the gradients are handed over (and scaled in place) on the first backward: a second one must fail
+    # loudly rather than return gradients scaled twice
+    x = torch.randn(8, 4, requires_grad=True)
+    w = torch.randn(10, 4, requires_grad=True)
+    out = ChunkedLMHeadLoss.apply(x, w, torch.randint(10, (8,)), 4)
+    (out * 2).backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward pass"):
+        out.backward()
+
+
 def test_model_gradients_match_plain_path(monkeypatch):
     # the whole model in float32, tied weights: every parameter's gradient agrees with the plain path
     torch.manual_seed(0)
