@@ -64,7 +64,8 @@ def main(argv: list[str]):
         source = "random tokens (no prepared dataset)"
 
     model = GPT(GPTConfig(n_layer=t.n_layer, n_head=t.n_head, n_embd=t.n_embd, block_size=t.block_size,
-                          vocab_size=vocab, dropout=t.dropout, bias=t.bias)).to(device)
+                          vocab_size=vocab, dropout=t.dropout, bias=t.bias,
+                          gelu=t.gelu)).to(device)
     optimizer = model.configure_optimizers(t.weight_decay, t.learning_rate, (t.beta1, t.beta2), device_type, t.eps)
     scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16"))
     use_compile = device_type == "cuda" if t.compile is None else bool(t.compile)

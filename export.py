@@ -15,7 +15,8 @@ Choices, so that transformers computes exactly what our model does:
 - The vocabulary is trimmed to the tokenizer's size: our padded rows (up to a multiple of 64) are tokens
   no text encodes to; dropping them keeps every real token's logit identical and means transformers'
   generate() can never emit an id the tokenizer cannot decode.
-- GELU is the tanh approximation ("gelu_new"), LayerNorm epsilon 1e-5, embeddings tied to the output layer.
+- GELU is the tanh approximation ("gelu_new"), or "gelu" for a model trained with gelu="exact"; LayerNorm
+  epsilon 1e-5, embeddings tied to the output layer.
 """
 
 import argparse
@@ -88,7 +89,8 @@ def export(checkpoint: str, out_dir: str, force: bool = False) -> str:
     hf_config = dict(
         architectures=["GPT2LMHeadModel"], model_type="gpt2", vocab_size=tok.n_vocab, n_positions=cfg.block_size,
         n_ctx=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=None,
-        activation_function="gelu_new", layer_norm_epsilon=1e-5, initializer_range=0.02,
+        activation_function="gelu_new" if cfg.gelu == "tanh" else "gelu", layer_norm_epsilon=1e-5,
+        initializer_range=0.02,
         resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, scale_attn_weights=True,
         tie_word_embeddings=True, bos_token_id=tok.eot_token, eos_token_id=tok.eot_token, use_cache=True,
         dtype="float32")

@@ -31,6 +31,9 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0  # 0 for pretraining, try 0.1+ for finetuning or small data
     bias: bool = True  # biases in Linears and LayerNorms, like GPT-2; False is a bit better and faster
+    # "tanh": the approximation GPT-2 was trained with ("gelu_new"); "exact": the erf form, as in nanoGPT,
+    # equally good for a model trained from scratch and ~2x cheaper on a CPU (the tanh kernel is slow there)
+    gelu: str = "tanh"
 
     def __post_init__(self):
         # Fail at construction with a message that says what to change, not deep inside a matmul.
@@ -43,6 +46,8 @@ class GPTConfig:
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
                 f"try n_head={_closest_divisor(self.n_embd, self.n_head)}"
             )
+        if self.gelu not in ("tanh", "exact"):
+            raise ValueError(f"gelu must be 'tanh' or 'exact', got {self.gelu!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -85,17 +90,16 @@ class KVCache:
 
     Why transposed weight copies: a batch-1 decoding step is bound by reading every weight once from
     memory. On CPU a matmul against a contiguous (in, out) copy streams the weights markedly faster than
-    F.linear over nn.Linear's (out, in) layout (measured here: ~23 vs ~14 GB/s for the 50257x768 head),
-    so generate() pays one transposed copy of the weights per call (time, and memory: x2 while it runs)
-    to make every step faster. Only generate() uses them; training and forward() never see them."""
+    F.linear over nn.Linear's (out, in) layout (measured here: ~23 vs ~14 GB/s for the 50257x768 head).
+    Making them costs about a second on GPT-2 124M and doubles the weights' memory, so the model keeps
+    them between generate() calls while its weights are unchanged (GPT._decode_weights); training and
+    forward() never see them."""
 
     def __init__(self, model: "GPT", batch_size: int, vocab_limit: int):
         cfg = model.config
-        weight_t = {m: m.weight.t().contiguous() for m in model.transformer.h.modules() if isinstance(m, nn.Linear)}
+        weight_t, self.lm_head_t = model._decode_weights(vocab_limit)
         shape = (batch_size, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
         self.layers = [LayerCache(shape, model.lm_head.weight, weight_t) for _ in range(cfg.n_layer)]
-        # the output layer over the real vocabulary only: padded rows are never computed, never sampled
-        self.lm_head_t = model.lm_head.weight[:vocab_limit].t().contiguous()
 
 
 def _linear(layer: nn.Linear, x: torch.Tensor, cache: LayerCache | None) -> torch.Tensor:
@@ -147,7 +151,7 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation ("gelu_new")
+        self.gelu = nn.GELU(approximate="tanh" if config.gelu == "tanh" else "none")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.c_proj.RESIDUAL_SCALE_INIT = True
         self.dropout = nn.Dropout(config.dropout)
@@ -364,11 +368,12 @@ class GPT(nn.Module):
                 hf = json.load(f)
             n_embd, vocab_size = hf["n_embd"], hf["vocab_size"]
             args = dict(n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=n_embd, vocab_size=vocab_size,
-                        block_size=hf.get("n_positions", hf.get("n_ctx")), bias=True)
+                        block_size=hf.get("n_positions", hf.get("n_ctx")), bias=True,
+                        gelu="exact" if hf.get("activation_function") == "gelu" else "tanh")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PretrainedError(f"{paths[0]} is not a GPT-2 config.json ({type(e).__name__}: {e})") from None
         wrong = {"model_type": hf.get("model_type", "gpt2") != "gpt2",
-                 "activation_function": hf.get("activation_function") not in ("gelu_new", "gelu_pytorch_tanh"),
+                 "activation_function": hf.get("activation_function") not in ("gelu_new", "gelu_pytorch_tanh", "gelu"),
                  "n_inner": hf.get("n_inner") not in (None, 4 * n_embd),
                  "layer_norm_epsilon": hf.get("layer_norm_epsilon", 1e-5) != 1e-5,
                  "scale_attn_weights": hf.get("scale_attn_weights", True) is not True,
@@ -430,6 +435,27 @@ class GPT(nn.Module):
     def estimate_mfu(self, tokens_per_sec: float, peak_flops: float, T: int | None = None) -> float:
         """Model FLOPs utilisation: achieved FLOP/s over the device's peak (measured or given)."""
         return self.flops_per_token(T) * tokens_per_sec / peak_flops
+
+    def _decode_weights(self, vocab_limit: int) -> tuple[dict, torch.Tensor]:
+        """The transposed weight copies that decoding reads (see KVCache): made once, then reused for as
+        long as the weights stay the same tensors, unmodified. An optimizer step or load_state_dict bumps a
+        tensor's version and .to() gives it new storage; either makes the next call copy afresh."""
+        linears = [m for m in self.transformer.h.modules() if isinstance(m, nn.Linear)]
+        key = (vocab_limit,) + tuple((id(w), w.data_ptr(), w._version)
+                                     for w in [self.lm_head.weight] + [m.weight for m in linears])
+        cached = self.__dict__.get("_decode_cache")
+        if cached is None or cached[0] != key:
+            self.__dict__.pop("_decode_cache", None)  # free the stale copies before making new ones
+            weight_t = {m: m.weight.t().contiguous() for m in linears}
+            # the output layer over the real vocabulary only: padded rows are never computed, never sampled
+            cached = (key, weight_t, self.lm_head.weight[:vocab_limit].t().contiguous())
+            self.__dict__["_decode_cache"] = cached
+        return cached[1], cached[2]
+
+    def train(self, mode: bool = True):
+        if mode:  # training is about to change the weights: don't hold decoding copies of them meanwhile
+            self.__dict__.pop("_decode_cache", None)
+        return super().train(mode)
 
     def forward_cached(self, idx: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
         """Decoding forward: tokens idx (B, T) at positions pos..pos+T through the same blocks as forward(),

@@ -30,6 +30,27 @@ def test_cache_equals_uncached_past_block_size(keep):
     assert (a_logits - b_logits).abs().max().item() < 1e-4
 
 
+def test_decode_weight_copies_follow_the_weights():
+    # the transposed copies are kept between generate() calls: reused while the weights are unchanged,
+    # made afresh after an in-place update (an optimizer step), a reload, or train()
+    model = tiny()
+    x = torch.randint(0, 64, (2, 4))
+    first = model.generate(x, 12, temperature=0)
+    copies = model._decode_weights(64)[1]
+    assert model._decode_weights(64)[1] is copies and torch.equal(model.generate(x, 12, temperature=0), first)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()  # in place, as training does
+    cached, _ = steps(model, x, 12, temperature=0)
+    uncached, _ = steps(model, x, 12, temperature=0, use_cache=False)
+    assert torch.equal(cached, uncached) and model._decode_weights(64)[1] is not copies
+    model.load_state_dict(tiny().state_dict())
+    assert torch.equal(model.generate(x, 12, temperature=0), first)
+    model.train()
+    assert "_decode_cache" not in model.__dict__
+
+
 def test_keep_block_size_is_nanogpt_crop():
     # keep=block_size: the window is always the last block_size tokens, as in nanoGPT's generate
     model = tiny()

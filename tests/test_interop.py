@@ -115,9 +115,10 @@ def test_train_eval_only_from_dir(tmp_path, data_dir):
     assert sorted(f.name for f in out.iterdir() if f.suffix == ".pt") == ["ckpt.pt"]
 
 
-def ours_checkpoint(path, tok, bias: bool, vocab_size: int):
+def ours_checkpoint(path, tok, bias: bool, vocab_size: int, gelu: str = "tanh"):
     torch.manual_seed(2)
-    args = dict(n_layer=2, n_head=2, n_embd=32, block_size=64, bias=bias, vocab_size=vocab_size, dropout=0.0)
+    args = dict(n_layer=2, n_head=2, n_embd=32, block_size=64, bias=bias, vocab_size=vocab_size, dropout=0.0,
+                gelu=gelu)
     model = GPT(GPTConfig(**args))
     if bias:  # non-zero biases, so that a mistake in mapping them shows
         with torch.no_grad():
@@ -134,8 +135,9 @@ def test_export_round_trip(tmp_path, kind):
         tok, bias = get_gpt2_tokenizer(), False  # bias=False: the export writes zero biases
     else:
         tok, bias = train_tokenizer(["\n".join(TEXTS * 20) + " the quick brown fox jumps over"], 400), True
+    gelu = "tanh" if kind == "gpt2" else "exact"  # exported as transformers' "gelu", and read back as exact
     vocab_size = (tok.n_vocab + 63) // 64 * 64  # padded, as train.py makes it
-    ours = ours_checkpoint(tmp_path / "ckpt.pt", tok, bias, vocab_size)
+    ours = ours_checkpoint(tmp_path / "ckpt.pt", tok, bias, vocab_size, gelu)
     out = tmp_path / "hf"
     export.export(str(tmp_path), str(out))
 
@@ -149,7 +151,9 @@ def test_export_round_trip(tmp_path, kind):
         assert hf_tok(text)["input_ids"] == tok.encode(text), text
 
     # and back in: the same weights, bit for bit (the real vocabulary rows; zero biases where there were none)
-    back = GPT.from_pretrained(str(out)).state_dict()
+    back_model = GPT.from_pretrained(str(out))
+    assert back_model.config.gelu == gelu
+    back = back_model.state_dict()
     for k, v in ours.state_dict().items():
         assert torch.equal(back[k], v[: tok.n_vocab] if k.endswith(("wte.weight", "lm_head.weight")) else v), k
     if not bias:

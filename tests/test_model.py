@@ -67,10 +67,22 @@ def test_weight_decay_groups(capsys):
 
 
 @pytest.mark.parametrize("kw,msg", [(dict(n_embd=30, n_head=4), "divisible"), (dict(n_layer=0), "positive"),
-                                    (dict(vocab_size=-5), "positive"), (dict(dropout=1.5), "dropout")])
+                                    (dict(vocab_size=-5), "positive"), (dict(dropout=1.5), "dropout"),
+                                    (dict(gelu="fast"), "gelu must be 'tanh' or 'exact'")])
 def test_bad_config(kw, msg):
     with pytest.raises(ValueError, match=msg):
         tiny(**kw)
+
+
+def test_gelu_exact_is_erf():
+    # gelu="exact" swaps only the activation: same parameters, outputs within the approximation's error
+    a, b = tiny(), tiny(gelu="exact")
+    b.load_state_dict(a.state_dict())
+    x = torch.randint(64, (2, 16))
+    la, lb = a(x)[0], b(x)[0]
+    assert not torch.equal(la, lb) and (la - lb).abs().max().item() < 1e-2
+    h = torch.linspace(-4, 4, 101)
+    assert torch.allclose(b.transformer.h[0].mlp.gelu(h), 0.5 * h * (1 + torch.erf(h / 2**0.5)), atol=1e-6)
 
 
 def test_loss_falls():
