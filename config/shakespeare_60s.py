@@ -32,7 +32,6 @@ n_head = 4
 n_embd = 128
 dropout = 0.0  # 45 s is far too short to overfit
 bias = False
-gelu = "exact"  # erf GELU: the tanh approximation only matters for loading GPT-2, and costs ~2x here
 
 learning_rate = 2e-3
 warmup_iters = 30

@@ -1,12 +1,12 @@
 """The committed checkpoint's recipe (checkpoint/): a 5M-parameter GPT on tinyshakespeare, on a 2-core CPU.
 
-    python data/prepare.py --input=tinyshakespeare.txt --name=shakespeare_bpe --tokenizer=bpe --vocab_size=1024
+    python data/prepare.py --input=tinyshakespeare.txt --name=shakespeare_bpe --tokenizer=bpe --vocab_size=2048
     python train.py config/train_shakespeare_bpe.py
     python export.py --checkpoint=out-shakespeare-bpe --half=checkpoint/ckpt.pt   # fp16 weights, no optimizer
 
-A byte-level BPE of 1,024 tokens trained on the train split (~2.4 characters per token, so the 128-token
-context sees ~300 characters), 6 layers of width 256, dropout against overfitting (the train split is only
-~411k tokens and the run makes ~14 passes over it), and the best-val weights kept.
+A byte-level BPE of 2,048 tokens trained on the train split (~2.6-2.9 characters per token, so the
+128-token context sees ~330 characters), 6 layers of width 256, dropout against overfitting (the train split is only
+~347k tokens and the run makes ~16 passes over it), and the best-val weights kept.
 """
 
 out_dir = "out-shakespeare-bpe"
