@@ -378,7 +378,7 @@ def main(argv: list[str]):  # noqa: C901 - a training script reads best top to b
     if mode == "resume":
         log(f"resuming from {ckpt_path}")
         ckpt = load_checkpoint(ckpt_path)
-        model_args = dict(GPTConfig().to_dict(), **ckpt["model_args"], dropout=dropout)  # older: no gelu
+        model_args = {**GPTConfig().to_dict(), **ckpt["model_args"], "dropout": dropout}  # older: no gelu
         for k in model_keys:
             if config[k] != defaults[k] and config[k] != model_args[k]:
                 raise CheckpointError(f"{ckpt_path} was trained with {k}={model_args[k]}, but {k}={config[k]} "
