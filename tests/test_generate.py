@@ -31,20 +31,21 @@ def test_cache_equals_uncached_past_block_size(keep):
 
 
 def test_decode_weight_copies_follow_the_weights():
-    # the transposed copies are kept between generate() calls: reused while the weights are unchanged,
+    # the decoding copies are kept between generate() calls: reused while the weights are unchanged,
     # made afresh after an in-place update (an optimizer step), a reload, or train()
     model = tiny()
     x = torch.randint(0, 64, (2, 4))
     first = model.generate(x, 12, temperature=0)
-    copies = model._decode_weights(64)[1]
-    assert model._decode_weights(64)[1] is copies and torch.equal(model.generate(x, 12, temperature=0), first)
+    copies = model._decode_weights(64)[model.lm_head][0]
+    assert model._decode_weights(64)[model.lm_head][0] is copies
+    assert torch.equal(model.generate(x, 12, temperature=0), first)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     opt.step()  # in place, as training does
     cached, _ = steps(model, x, 12, temperature=0)
     uncached, _ = steps(model, x, 12, temperature=0, use_cache=False)
-    assert torch.equal(cached, uncached) and model._decode_weights(64)[1] is not copies
+    assert torch.equal(cached, uncached) and model._decode_weights(64)[model.lm_head][0] is not copies
     model.load_state_dict(tiny().state_dict())
     assert torch.equal(model.generate(x, 12, temperature=0), first)
     model.train()
@@ -172,3 +173,19 @@ def test_generate_text_stream_utf8(ckpt):
                            stream=pieces.append)
     assert "".join(pieces) == text and text.startswith("héllo ✓")
     assert all(p.encode("utf-8").decode("utf-8") == p for p in pieces)
+
+
+def test_decode_row_blocks_any_thread_count():
+    # the decoding copies split each weight into one block of rows per thread, zero-padding the last block
+    # when the rows don't divide evenly (96 and 61 rows over 3 threads here): same tokens, same logits
+    model = tiny()
+    x = torch.randint(0, 61, (2, 5))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        a_tok, a_logits = steps(model, x, 20, temperature=0, vocab_limit=61)
+        assert model._decode_weights(61)[model.lm_head][0].shape == (3, 21, 32)
+    finally:
+        torch.set_num_threads(threads)
+    b_tok, b_logits = steps(model, x, 20, temperature=0, vocab_limit=61, use_cache=False)
+    assert torch.equal(a_tok, b_tok) and (a_logits - b_logits).abs().max().item() < 1e-4
