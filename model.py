@@ -172,8 +172,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, cache: LayerCache | None = None):
-        w = cache
-        return self.dropout(_linear(self.c_proj, self.gelu(_linear(self.c_fc, x, w)), w))
+        return self.dropout(_linear(self.c_proj, self.gelu(_linear(self.c_fc, x, cache)), cache))
 
 
 class Block(nn.Module):
