@@ -127,6 +127,10 @@ def main(argv: list[str]):
     print(f"achieved: {flops / 1e9:,.1f} GFLOP/s (model FLOPs, {model.flops_per_token():,} per token)")
     print(f"peak: {peak / 1e9:,.1f} GFLOP/s ({peak_source})")
     print(f"MFU: {flops / peak * 100:.1f}%")
+    if device_type == "cuda" and peak_source.endswith("datasheet"):  # what the card really does, alongside
+        measured = train.measure_matmul_peak(device, dtype)
+        print(f"MFU against the {dtype} matmul peak measured in this process ({measured / 1e12:,.0f} TFLOP/s, "
+              f"8192^3): {flops / measured * 100:.1f}%")
     if device_type == "cuda":
         print(f"peak memory: {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB (torch.cuda.max_memory_allocated)")
     else:  # ru_maxrss is KiB on Linux, bytes on macOS
