@@ -3,12 +3,12 @@ the GradScaler, NCCL under torchrun, KV-cache decoding and bench.py. Skipped wit
 `python -m pytest -q tests/test_cuda.py` on a GPU machine runs them."""
 
 import json
+import sys
 
 import pytest
 import torch
 from conftest import run
-
-from model import GPT, GPTConfig
+from test_generate import steps, tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -57,8 +57,6 @@ def test_fp16_with_grad_scaler(tmp_path, bpe_data):
 
 
 def test_torchrun_nccl(tmp_path, bpe_data):
-    import sys
-
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "train.py",
            *SMALL, f"--dataset={bpe_data}", f"--out_dir={out}", "--compile=False", "--max_iters=10",
@@ -68,14 +66,11 @@ def test_torchrun_nccl(tmp_path, bpe_data):
 
 
 def test_kv_cache_decoding_equals_uncached_on_cuda():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=32)).cuda().eval()
+    model = tiny().cuda()
     x = torch.randint(0, 60, (3, 5), device="cuda")
-    a = [(t, lg.clone()) for t, lg, _ in model.generate_tokens(x, 30, temperature=0, vocab_limit=60)]
-    b = [(t, lg.clone()) for t, lg, _ in model.generate_tokens(x, 30, temperature=0, vocab_limit=60,
-                                                                use_cache=False)]
-    assert torch.equal(torch.cat([t for t, _ in a], 1), torch.cat([t for t, _ in b], 1))
-    assert max((la - lb).abs().max().item() for (_, la), (_, lb) in zip(a, b)) < 1e-4
+    a_tok, a_logits = steps(model, x, 30, temperature=0, vocab_limit=60)
+    b_tok, b_logits = steps(model, x, 30, temperature=0, vocab_limit=60, use_cache=False)
+    assert torch.equal(a_tok, b_tok) and (a_logits - b_logits).abs().max().item() < 1e-4
 
 
 def test_bench_reports_both_peaks():
