@@ -9,7 +9,8 @@ Takes train.py's settings (config files and --key=value, same names) plus the fe
 optimizer, autocast, compile setting and step function are train.py's; the tokens come from the dataset
 when it has been prepared, else they are random (speed does not depend on which tokens). Prints tokens/s,
 ms/iter, achieved GFLOP/s (model FLOPs as train.py counts them), the matmul peak measured in this process
-(datasheet peak on known GPUs), MFU against it, peak memory, and the compile time on its own line.
+(datasheet peak on known GPUs), MFU against it, peak memory, and the compile time on its own line. On a
+CPU it also times, alternating with ours, the plain loss and a nanoGPT-equivalent step, and prints ratios.
 """
 
 import os
@@ -28,7 +29,7 @@ from model import GPT, GPTConfig
 # bench settings (train.py's are all accepted too)
 steps = 10  # timed optimizer steps
 warmup = 2  # untimed steps first (compilation, allocator and cache warm-up)
-reference = True  # also time the plain F.cross_entropy loss, alternating step by step, and print the ratio
+reference = True  # on a CPU, also time the plain loss and a nanoGPT-equivalent step, alternating, and print ratios
 
 
 def main(argv: list[str]):
@@ -63,9 +64,11 @@ def main(argv: list[str]):
                               torch.randint(vocab, (t.batch_size, t.block_size), device=device))
         source = "random tokens (no prepared dataset)"
 
-    model = GPT(GPTConfig(n_layer=t.n_layer, n_head=t.n_head, n_embd=t.n_embd, block_size=t.block_size,
-                          vocab_size=vocab, dropout=t.dropout, bias=t.bias,
-                          gelu=t.gelu)).to(device)
+    def make_model(gelu):
+        return GPT(GPTConfig(n_layer=t.n_layer, n_head=t.n_head, n_embd=t.n_embd, block_size=t.block_size,
+                             vocab_size=vocab, dropout=t.dropout, bias=t.bias, gelu=gelu)).to(device)
+
+    model = make_model(t.gelu)
     optimizer = model.configure_optimizers(t.weight_decay, t.learning_rate, (t.beta1, t.beta2), device_type, t.eps)
     scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16"))
     use_compile = device_type == "cuda" if t.compile is None else bool(t.compile)
@@ -78,9 +81,10 @@ def main(argv: list[str]):
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
 
-    def step():
+    def step(m=None, opt=None):
         batches = (next_batch() for _ in range(n_micro))
-        return train.train_step(step_model, optimizer, scaler, ctx, batches, n_micro, False, t.grad_clip).item()
+        return train.train_step(m or step_model, opt or optimizer, scaler, ctx, batches, n_micro, False,
+                                t.grad_clip).item()
 
     t0 = time.perf_counter()
     step()  # the first step compiles, when compile is on
@@ -91,17 +95,27 @@ def main(argv: list[str]):
     sync()
     if device_type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    # The chunked loss only runs on CPU (model.py); there, time the plain loss too, alternating, so that a
-    # busy machine slows both alike. Minor page faults and system time show the cost of fresh big buffers.
+    # On a CPU (eager), the references run alternating with our step, so that a busy machine slows all
+    # alike: the plain F.cross_entropy instead of the chunked loss (model.py), and a nanoGPT-equivalent
+    # step: the same shapes with nanoGPT's choices, exact GELU, the plain loss and AdamW's default
+    # per-tensor loop. Minor page faults and system time show the cost of fresh big buffers.
     chunk_rows = model_py.LOSS_CHUNK_ROWS
-    variants = [("chunked loss", chunk_rows), ("plain loss", 0)] \
-        if ns["reference"] and chunk_rows and device_type == "cpu" and not use_compile else [("", chunk_rows)]
-    stats = {name: [] for name, _ in variants}
+    variants = [("ours", chunk_rows, None, None)]
+    if ns["reference"] and device_type == "cpu" and not use_compile:
+        nano = make_model("exact")
+        groups = [{"params": [p for p in nano.parameters() if p.dim() >= 2], "weight_decay": t.weight_decay},
+                  {"params": [p for p in nano.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+        nano_opt = torch.optim.AdamW(groups, lr=t.learning_rate, betas=(t.beta1, t.beta2), eps=t.eps)
+        variants += [("plain loss", 0, None, None)] if chunk_rows else []
+        variants += [("nanoGPT-equivalent", 0, nano, nano_opt)]
+        for _ in range(max(ns["warmup"], 1)):
+            step(nano, nano_opt)
+    stats = {v[0]: [] for v in variants}
     for _ in range(ns["steps"]):
-        for name, rows in variants:
+        for name, rows, m, opt in variants:
             model_py.LOSS_CHUNK_ROWS = rows
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            step()
+            step(m, opt)
             sync()
             r1 = resource.getrusage(resource.RUSAGE_SELF)
             stats[name].append((time.perf_counter() - t0, r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime))
@@ -110,14 +124,18 @@ def main(argv: list[str]):
     def median(xs):  # robust to another process stealing the CPU for a moment
         return sorted(xs)[len(xs) // 2]
 
-    for name, st in stats.items():
-        if name:
+    times = stats["ours"]
+    if len(variants) > 1:
+        for name, st in stats.items():
             print(f"{name}: {median([s[0] for s in st]) * 1000:.1f} ms/iter, {median([s[1] for s in st]):,} minor "
                   f"page faults/iter, {median([s[2] for s in st]) * 1000:.0f} ms system time/iter")
-    if len(variants) == 2:
-        a, b = (median([s[0] for s in stats[n]]) for n, _ in variants)
-        print(f"speed-up of the chunked loss over the plain one (same process, alternating): {b / a:.3f}x")
-    times = [s[0] for s in stats[variants[0][0]]]
+        ours = median([s[0] for s in times])
+        for name, what in [("plain loss", "the chunked loss over the plain one"),
+                           ("nanoGPT-equivalent", "our step over a nanoGPT-equivalent one")]:
+            if name in stats:
+                print(f"speed-up of {what} (same process, alternating): "
+                      f"{median([s[0] for s in stats[name]]) / ours:.3f}x")
+    times = [s[0] for s in times]
     dt = median(times)
     peak, peak_source = (t.peak_flops, "given") if t.peak_flops else train.device_peak_flops(device, dtype)
 

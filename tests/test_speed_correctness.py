@@ -102,5 +102,10 @@ def test_bench_runs(tmp_path):
     p = run("bench.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=2",
             "--vocab_size=128", "--gradient_accumulation_steps=1", "--device=cpu", "--steps=2", "--warmup=1",
             "--peak_flops=1e11", f"--dataset={tmp_path / 'none'}")
-    for key in ("tokens/s:", "ms/iter:", "GFLOP/s", "MFU:", "peak memory:", "speed-up of the chunked loss"):
+    for key in ("tokens/s:", "ms/iter:", "GFLOP/s", "MFU:", "peak memory:", "speed-up of the chunked loss",
+                "speed-up of our step over a nanoGPT-equivalent one"):
         assert key in p.stdout
+    # each alternating variant printed its own median step time
+    for name in ("ours", "plain loss", "nanoGPT-equivalent"):
+        line = next(ln for ln in p.stdout.splitlines() if ln.startswith(name + ":"))
+        assert float(line.partition(":")[2].split()[0]) > 0  # "ours: 62.9 ms/iter, ..."
