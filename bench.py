@@ -81,10 +81,10 @@ def main(argv: list[str]):
 
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
 
-    def step(m=None, opt=None):
+    def step(m=None, opt=None):  # our model and optimizer, unless a reference's are given
+        m, opt = (step_model, optimizer) if m is None else (m, opt)
         batches = (next_batch() for _ in range(n_micro))
-        return train.train_step(m or step_model, opt or optimizer, scaler, ctx, batches, n_micro, False,
-                                t.grad_clip).item()
+        return train.train_step(m, opt, scaler, ctx, batches, n_micro, False, t.grad_clip).item()
 
     t0 = time.perf_counter()
     step()  # the first step compiles, when compile is on
