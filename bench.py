@@ -103,9 +103,8 @@ def main(argv: list[str]):
     variants = [("ours", chunk_rows, None, None)]
     if ns["reference"] and device_type == "cpu" and not use_compile:
         nano = make_model("exact")
-        groups = [{"params": [p for p in nano.parameters() if p.dim() >= 2], "weight_decay": t.weight_decay},
-                  {"params": [p for p in nano.parameters() if p.dim() < 2], "weight_decay": 0.0}]
-        nano_opt = torch.optim.AdamW(groups, lr=t.learning_rate, betas=(t.beta1, t.beta2), eps=t.eps)
+        nano_opt = nano.configure_optimizers(t.weight_decay, t.learning_rate, (t.beta1, t.beta2), device_type, t.eps,
+                                             fused=False)
         variants += [("plain loss", 0, None, None)] if chunk_rows else []
         variants += [("nanoGPT-equivalent", 0, nano, nano_opt)]
         for _ in range(max(ns["warmup"], 1)):
@@ -124,18 +123,17 @@ def main(argv: list[str]):
     def median(xs):  # robust to another process stealing the CPU for a moment
         return sorted(xs)[len(xs) // 2]
 
-    times = stats["ours"]
+    times = [s[0] for s in stats["ours"]]
     if len(variants) > 1:
         for name, st in stats.items():
             print(f"{name}: {median([s[0] for s in st]) * 1000:.1f} ms/iter, {median([s[1] for s in st]):,} minor "
                   f"page faults/iter, {median([s[2] for s in st]) * 1000:.0f} ms system time/iter")
-        ours = median([s[0] for s in times])
+        ours = median(times)
         for name, what in [("plain loss", "the chunked loss over the plain one"),
                            ("nanoGPT-equivalent", "our step over a nanoGPT-equivalent one")]:
             if name in stats:
                 print(f"speed-up of {what} (same process, alternating): "
                       f"{median([s[0] for s in stats[name]]) / ours:.3f}x")
-    times = [s[0] for s in times]
     dt = median(times)
     peak, peak_source = (t.peak_flops, "given") if t.peak_flops else train.device_peak_flops(device, dtype)
 
