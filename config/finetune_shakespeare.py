@@ -1,6 +1,6 @@
 """Fine-tune OpenAI's GPT-2 (124M) on a small text: a few iterations at a small learning rate.
 
-    python data/prepare.py --input=shakespeare.txt              # -> data/shakespeare/ (GPT-2 tokens)
+    python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare   # GPT-2's tokenizer
     python train.py config/finetune_shakespeare.py             # fetches gpt2 from the hub once
     python sample.py --checkpoint=out-shakespeare-ft -p "ROMEO:"
 

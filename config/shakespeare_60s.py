@@ -1,7 +1,7 @@
 """Best val loss in about a minute of CPU, from nothing: tokenizer, training and the final report.
 
-    python data/prepare.py --input=shakespeare.txt --tokenizer=bpe --vocab_size=8192   # ~2 s
-    python train.py config/shakespeare_60s.py                                            # ~54 s
+    python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare_bpe8k --tokenizer=bpe --vocab_size=8192
+    python train.py config/shakespeare_60s.py                   # 1.66 nats/char; 52 s for both commands
 
 The training stops after max_seconds of steps whatever the machine's speed, with the cosine decay run
 over that time, so a slower machine does fewer steps but still finishes its schedule. Nothing is tuned to
@@ -15,7 +15,7 @@ one text. What the choices rest on (tinyshakespeare, 45 s, nats/char on the whol
 """
 
 out_dir = "out-shakespeare-60s"
-dataset = "shakespeare"
+dataset = "shakespeare_bpe8k"  # its own BPE of 8,192 tokens: the command above
 max_seconds = 42.0  # training steps only; start-up, the two evaluations and the final report add ~12 s
 max_iters = 1_000_000  # the clock ends the run
 eval_interval = 1_000_000  # evaluate at the start and the end only: every second counts

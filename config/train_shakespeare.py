@@ -1,6 +1,6 @@
 """A small GPT on a ~1 MB text with GPT-2's tokenizer, on a CPU in a few minutes (any text works alike).
 
-    python data/prepare.py --input=shakespeare.txt              # -> data/shakespeare/
+    python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare   # GPT-2's tokenizer
     python train.py config/train_shakespeare.py
     python sample.py --checkpoint=out-shakespeare -p "ROMEO:"
 

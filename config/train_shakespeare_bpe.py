@@ -1,6 +1,6 @@
 """The committed checkpoint's recipe (checkpoint/): a 5M-parameter GPT on tinyshakespeare, on a 2-core CPU.
 
-    python data/prepare.py --input=tinyshakespeare.txt --name=shakespeare_bpe --tokenizer=bpe --vocab_size=2048
+    python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare_bpe --tokenizer=bpe --vocab_size=2048
     python train.py config/train_shakespeare_bpe.py
     python export.py --checkpoint=out-shakespeare-bpe --half=checkpoint/ckpt.pt   # fp16 weights, no optimizer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = ROOT / "data" / "tinyshakespeare.txt"  # ships with the repository
 sys.path.insert(0, str(ROOT))
 
 # Small, fast settings shared by the training tests.
@@ -29,15 +29,8 @@ def run(script, *args, check=True, env=None, timeout=300, cwd=ROOT):
 
 
 def sample_text(n_chars: int = 200_000) -> str:
-    """Public-domain text for tests: tinyshakespeare when present, else generated English-like text."""
-    if SHAKESPEARE.exists():
-        return SHAKESPEARE.read_text(encoding="utf-8")[:n_chars]
-    import random
-
-    rng = random.Random(0)
-    words = "the of and to in a is that for it as was with be by on not he I this are or his from at".split()
-    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))).capitalize() + "." for _ in range(9999)]
-    return "\n".join(lines)[:n_chars]
+    """Public-domain text for tests: the start of tinyshakespeare."""
+    return SHAKESPEARE.read_text(encoding="utf-8")[:n_chars]
 
 
 @pytest.fixture(scope="session")

@@ -1,31 +1,30 @@
 """The committed checkpoint: self-contained, small, loadable safely, and as good as its model card says."""
 
+import json
 import math
+import shutil
 
-import pytest
 import torch
 from conftest import ROOT, SHAKESPEARE, run
 
-import sample
+import ckpt
 from tokenizer import tokenizer_from_dict
-from train import load_checkpoint, model_from_checkpoint
 
 CKPT = ROOT / "checkpoint" / "ckpt.pt"
 
 
 def test_committed_checkpoint_is_self_contained_and_small():
     assert CKPT.stat().st_size < 25 * 2**20
-    ckpt = load_checkpoint(str(CKPT))  # weights_only=True inside
-    assert "optimizer" not in ckpt and ckpt["tokenizer"]["name"] == "bpe"
-    assert tokenizer_from_dict(ckpt["tokenizer"]).n_vocab <= ckpt["model_args"]["vocab_size"]
+    state = ckpt.load(str(CKPT))  # weights_only=True inside
+    assert "optimizer" not in state and state["tokenizer"]["name"] == "bpe"
+    assert tokenizer_from_dict(state["tokenizer"]).n_vocab <= state["model_args"]["vocab_size"]
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="tinyshakespeare not present")
 def test_committed_checkpoint_quality_on_val_text():
     # nanoGPT's val split (the last 10% of the text), evaluated in 128-token windows: the fp16 weights
     # converted back to fp32 must model it about as well as the model card says (1.50 nats/char)
-    ckpt = load_checkpoint(str(CKPT))
-    model, tok = model_from_checkpoint(ckpt).eval(), tokenizer_from_dict(ckpt["tokenizer"])
+    state = ckpt.load(str(CKPT))
+    model, tok = ckpt.model_from(state).eval(), tokenizer_from_dict(state["tokenizer"])
     text = SHAKESPEARE.read_text(encoding="utf-8")
     val = text[int(len(text) * 0.9):][:20000]
     ids = torch.tensor(tok.encode(val))
@@ -46,7 +45,29 @@ def test_sample_uses_committed_checkpoint_by_default():
 
 
 def test_no_checkpoint_means_untrained_gpt2_with_a_warning(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sample, "DEFAULT_CHECKPOINT", str(tmp_path))
-    model, tok, desc = sample.load_model(None, "cpu")
+    monkeypatch.setattr(ckpt, "DEFAULT", str(tmp_path))
+    model, tok, desc = ckpt.load_for_inference(None, "cpu")
     assert "untrained" in desc and tok.name == "gpt2" and model.config.n_layer == 12
     assert "UNTRAINED" in capsys.readouterr().err
+
+
+def test_checkpoint_from_before_the_redesign_loads_samples_and_resumes(tmp_path):
+    # tests/fixtures/pre_redesign: a training checkpoint (optimizer, RNG states) and its data folder, written by
+    # the code as it was before the modules were split, with the greedy tokens and logits it produced then
+    old = ROOT / "tests" / "fixtures" / "pre_redesign"
+    expected = json.loads((old / "expected.json").read_text())
+    state = ckpt.load(str(old / "ckpt.pt"))
+    model, tok = ckpt.model_from(state).eval(), ckpt.tokenizer_from(state, "ckpt.pt")
+    ids = expected["greedy_ids"]
+    x = torch.tensor([tok.encode(expected["prompt"])])
+    assert model.generate(x, len(ids) - x.size(1), temperature=0, vocab_limit=tok.n_vocab)[0].tolist() == ids
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids[:32]]), torch.tensor([ids[1:33]]))
+    assert torch.allclose(logits[0, :2, :8], torch.tensor(expected["first_logits"]), atol=1e-6)
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(old / "ckpt.pt", out / "ckpt.pt")
+    p = run("train.py", f"--dataset={old / 'data'}", f"--out_dir={out}", "--max_iters=8", "--eval_interval=4",
+            "--eval_iters=2", "--device=cpu", "--batch_size=4", "--gradient_accumulation_steps=1", "--dropout=0.1",
+            "--peak_flops=1e11", "--final_eval=False")
+    assert "resuming from" in p.stdout and "iter 7:" in p.stdout and ckpt.load(str(out / "ckpt.pt"))["iter_num"] == 8

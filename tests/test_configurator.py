@@ -4,7 +4,7 @@ from configurator import ConfigError, configure
 
 
 def defaults():
-    return dict(batch_size=12, learning_rate=6e-4, compile=True, dataset="openwebtext", vocab_size=None)
+    return dict(batch_size=12, learning_rate=6e-4, compile=True, dataset="openwebtext", vocab_size=0, auto=None)
 
 
 def test_overrides_and_types(capsys):
@@ -25,13 +25,24 @@ def test_booleans(value, expected):
     assert ns["compile"] is expected
 
 
+@pytest.mark.parametrize("value,expected", [("None", None), ("true", True), ("0", False)])
+def test_none_default_is_automatic_or_a_bool(value, expected):
+    ns = defaults()
+    configure(ns, [f"--auto={value}"], verbose=False)
+    assert ns["auto"] is expected
+    with pytest.raises(ConfigError, match="expects a bool"):
+        configure(defaults(), ["--auto=banana"])
+
+
 def test_unknown_key_names_closest():
     with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
         configure(defaults(), ["--batch_sise=3"])
 
 
 @pytest.mark.parametrize("arg,expected", [("--batch_size=2.5", "expects an int"),
-                                          ("--learning_rate=fast", "expects a float"),
+                                          ("--learning_rate=fast", "expects a finite float"),
+                                          ("--learning_rate=nan", "expects a finite float"),
+                                          ("--learning_rate=1e999", "expects a finite float"),
                                           ("--compile=maybe", "expects a bool"),
                                           ("--batch_size", "--key=value")])
 def test_wrong_types(arg, expected):

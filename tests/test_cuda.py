@@ -74,6 +74,6 @@ def test_kv_cache_decoding_equals_uncached_on_cuda():
 
 
 def test_bench_reports_both_peaks():
-    p = run("bench.py", "--n_layer=2", "--n_head=2", "--n_embd=64", "--block_size=64", "--batch_size=8",
+    p = run("bench/bench.py", "--n_layer=2", "--n_head=2", "--n_embd=64", "--block_size=64", "--batch_size=8",
             "--vocab_size=512", "--steps=3", "--warmup=2", "--device=cuda", "--compile=False")
     assert "MFU:" in p.stdout and "matmul peak measured in this process" in p.stdout

@@ -13,7 +13,8 @@ import pytest
 import torch
 from conftest import ROOT, TINY, run
 
-from data.prepare import read_meta, read_shard
+import ckpt as ckpt_py
+from data.shards import read_meta, read_shard
 from tokenizer import EOT, load_tokenizer
 
 GERMAN = """Der Fußgänger überquert die Straße, während es draußen regnet.
@@ -111,7 +112,7 @@ def test_sample_needs_only_the_checkpoint(workflow):
     assert text.startswith(prompt) and len(text) > len(prompt) + 10  # ... and the prompt comes back exactly
     # An untrained model may emit a byte sequence that is not UTF-8 (half a 'ü'); sample.py shows U+FFFD
     # there, so decoding any id sequence must never raise, and must equal decoding its pieces' bytes.
-    tok = load_tokenizer(str(out / "ckpt.pt"))
+    tok = ckpt_py.tokenizer_from(ckpt_py.load(str(out / "ckpt.pt")), "ckpt.pt")
     rng = np.random.default_rng(0)
     for _ in range(200):
         ids = rng.integers(0, tok.n_vocab, rng.integers(1, 30)).tolist()
@@ -133,13 +134,13 @@ def error_line(p) -> str:
 def test_prepare_and_tokenizer_cli_bad_input(tmp_path):
     (tmp_path / "text.txt").write_text(german_text(5000), encoding="utf-8")
     (tmp_path / "empty.txt").write_text("")
-    for script in (["data/prepare.py", "--tokenizer=bpe"], ["tokenizer.py"]):
+    for script in (["data/prepare.py", "--tokenizer=bpe"], ["bpe.py"]):
         small = run(*script, f"--input={tmp_path / 'text.txt'}", f"--out_dir={tmp_path / 'o'}",
                     "--vocab_size=200", check=False)
         assert "vocab_size=200 is too small" in error_line(small)
         empty = run(*script, f"--input={tmp_path / 'empty.txt'}", f"--out_dir={tmp_path / 'o2'}", check=False)
         assert "corpus is empty" in error_line(empty)
-    assert "no files match" in error_line(run("tokenizer.py", f"--input={tmp_path / '*.md'}",
+    assert "no files match" in error_line(run("bpe.py", f"--input={tmp_path / '*.md'}",
                                               f"--out_dir={tmp_path / 'o3'}", check=False))
 
 

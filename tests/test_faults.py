@@ -24,9 +24,11 @@ from conftest import ROOT, TINY, run, sample_text
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ckpt import CheckpointError
+from ckpt import load as load_checkpoint
 from configurator import ConfigError, configure
-from data.prepare import DataError, prepare, read_meta, read_shard
-from train import CheckpointError, load_checkpoint
+from data.prepare import prepare
+from data.shards import DataError, read_meta, read_shard
 
 EVAL = 4  # evaluate and checkpoint every 4 iterations, so checkpoints are frequent
 PY = sys.executable

@@ -5,6 +5,7 @@ import torch
 from conftest import TINY, run
 
 from model import GPT, GPTConfig
+from speedups import decoding_copies
 
 
 def tiny(block_size=16, vocab_size=64):
@@ -30,26 +31,27 @@ def test_cache_equals_uncached_past_block_size(keep):
     assert (a_logits - b_logits).abs().max().item() < 1e-4
 
 
-def test_decode_weight_copies_follow_the_weights():
-    # the decoding copies are kept between generate() calls: reused while the weights are unchanged,
-    # made afresh after an in-place update (an optimizer step), a reload, or train()
+def test_decoding_copies_equal_the_plain_path_and_go_away():
+    # inside decoding_copies every Linear reads row-block copies: the same tokens and logits as without them;
+    # outside, the model is the plain one again, and a new block copies the weights as they are by then
     model = tiny()
     x = torch.randint(0, 64, (2, 4))
-    first = model.generate(x, 12, temperature=0)
-    copies = model._decode_weights(64)[model.lm_head][0]
-    assert model._decode_weights(64)[model.lm_head][0] is copies
-    assert torch.equal(model.generate(x, 12, temperature=0), first)
+    plain_tok, plain_logits = steps(model, x, 12, temperature=0)
+    with decoding_copies(model, 64):
+        assert "forward" in model.lm_head.__dict__
+        fast_tok, fast_logits = steps(model, x, 12, temperature=0)
+        again = model.generate(x, 12, temperature=0)  # the copies serve every call inside the block
+    assert torch.equal(fast_tok, plain_tok) and (fast_logits - plain_logits).abs().max().item() < 1e-5
+    assert torch.equal(again[:, 4:], plain_tok)
+    assert not any("forward" in m.__dict__ for m in model.modules())
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     opt.step()  # in place, as training does
-    cached, _ = steps(model, x, 12, temperature=0)
     uncached, _ = steps(model, x, 12, temperature=0, use_cache=False)
-    assert torch.equal(cached, uncached) and model._decode_weights(64)[model.lm_head][0] is not copies
-    model.load_state_dict(tiny().state_dict())
-    assert torch.equal(model.generate(x, 12, temperature=0), first)
-    model.train()
-    assert "_decode_cache" not in model.__dict__
+    with decoding_copies(model, 64):
+        cached, _ = steps(model, x, 12, temperature=0)
+    assert torch.equal(cached, uncached) and not torch.equal(cached, plain_tok)
 
 
 def test_keep_block_size_is_nanogpt_crop():
@@ -164,9 +166,10 @@ def test_sample_errors(ckpt):
 
 def test_generate_text_stream_utf8(ckpt):
     # the programmatic path: streamed pieces are whole characters and add up to the returned text
-    from sample import generate_text, load_model
+    from ckpt import load_for_inference
+    from sample import generate_text
 
-    model, tok, _ = load_model(str(ckpt), "cpu")
+    model, tok, _ = load_for_inference(str(ckpt), "cpu")
     pieces = []
     torch.manual_seed(0)
     [text] = generate_text(model, tok, "héllo ✓", 60, temperature=1.5, top_k=None, stop_at_eot=False,
@@ -183,8 +186,9 @@ def test_decode_row_blocks_any_thread_count():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
-        a_tok, a_logits = steps(model, x, 20, temperature=0, vocab_limit=61)
-        assert model._decode_weights(61)[model.lm_head][0].shape == (3, 21, 32)
+        with decoding_copies(model, 61):
+            a_tok, a_logits = steps(model, x, 20, temperature=0, vocab_limit=61)
+            assert model.lm_head.forward.args[0].shape == (3, 21, 32)
     finally:
         torch.set_num_threads(threads)
     b_tok, b_logits = steps(model, x, 20, temperature=0, vocab_limit=61, use_cache=False)

@@ -11,8 +11,10 @@ transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 import export  # noqa: E402
-from model import GPT, GPTConfig, PretrainedError  # noqa: E402
-from tokenizer import get_gpt2_tokenizer, train_tokenizer  # noqa: E402
+from bpe import train_tokenizer  # noqa: E402
+from hf import PretrainedError  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+from tokenizer import get_gpt2_tokenizer  # noqa: E402
 
 TEXTS = ["Hello, I'm a language model,", "  two  spaces\tand a tab\n\nnew lines", "ROMEO: Wherefore art thou?",
          "Ünïcödé — “quotes” 日本語 🙂 123,456.78", "don't won't they'll I'VE", ""]
@@ -139,7 +141,7 @@ def test_export_round_trip(tmp_path, kind):
     vocab_size = (tok.n_vocab + 63) // 64 * 64  # padded, as train.py makes it
     ours = ours_checkpoint(tmp_path / "ckpt.pt", tok, bias, vocab_size, gelu)
     out = tmp_path / "hf"
-    export.export(str(tmp_path), str(out))
+    export.main([f"--checkpoint={tmp_path}", f"--out_dir={out}"])
 
     theirs = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
     assert theirs.config.vocab_size == tok.n_vocab  # trimmed to the tokenizer

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import run
 
-from data.prepare import HEADER_BYTES, DataError, prepare, read_meta, read_shard
+from data.prepare import prepare
+from data.shards import HEADER_BYTES, DataError, read_meta, read_shard
 from tokenizer import get_gpt2_tokenizer
 
 
@@ -80,14 +81,12 @@ def test_openwebtext_route(tmp_path, monkeypatch):
     calls = []
 
     def load_dataset(name, split, streaming, revision=None):
-        calls.append((name, revision))
-        if revision is None:
-            raise RuntimeError("Dataset scripts are no longer supported, but found openwebtext.py")
+        calls.append((name, revision, split, streaming))
         return iter([{"text": f"Web page {i}."} for i in range(200)])
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     prepare(None, str(tmp_path / "owt"), val_fraction=0.05, progress=False)
-    assert calls == [("Skylion007/openwebtext", None), ("Skylion007/openwebtext", "refs/convert/parquet")]
+    assert calls == [("Skylion007/openwebtext", "refs/convert/parquet", "train", True)]
     meta = read_meta(str(tmp_path / "owt"))
     assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] == 200
 

@@ -1,6 +1,7 @@
 """The speed work changes nothing but speed: the chunked lm_head + loss equals F.cross_entropy's loss and
 gradients, training with it follows the same losses, and the time budget (max_seconds) ends a run."""
 
+import copy
 import json
 
 import pytest
@@ -8,8 +9,8 @@ import torch
 from conftest import TINY, run
 from torch.nn import functional as F
 
-import model as model_py
-from model import GPT, ChunkedLMHeadLoss, GPTConfig
+from model import GPT, GPTConfig
+from speedups import ChunkedLMHeadLoss, use_chunked_loss
 
 
 @pytest.mark.parametrize("rows,vocab,chunk", [(37, 100, 8), (64, 50, 64), (7, 65, 3), (300, 257, 512)])
@@ -39,44 +40,52 @@ def test_chunked_loss_second_backward_is_refused():
         out.backward()
 
 
-def test_model_gradients_match_plain_path(monkeypatch):
+def test_model_gradients_match_plain_path():
     # the whole model in float32, tied weights: every parameter's gradient agrees with the plain path
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=16, vocab_size=300, n_layer=2, n_head=2, n_embd=32))
+    plain = GPT(GPTConfig(block_size=16, vocab_size=300, n_layer=2, n_head=2, n_embd=32))
+    chunked = use_chunked_loss(copy.deepcopy(plain), rows=7)  # 48 rows: 6 full chunks and a short one
     x, y = torch.randint(300, (2, 3, 16))
     y[0, :5] = -1
 
-    def grads(chunk_rows):
-        monkeypatch.setattr(model_py, "LOSS_CHUNK_ROWS", chunk_rows)
-        model.zero_grad()
+    def grads(model):
         logits, loss = model(x, y)
-        assert (logits is None) == bool(chunk_rows)
+        assert (logits is None) == (model is chunked)
         loss.backward()
         return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    loss_plain, g_plain = grads(0)
-    loss_chunked, g_chunked = grads(7)  # 48 rows: 6 full chunks and a short one
+    loss_plain, g_plain = grads(plain)
+    loss_chunked, g_chunked = grads(chunked)
+    with torch.no_grad():  # without gradients the hook runs the model's own forward: logits as usual
+        assert torch.equal(chunked(x, y)[0], plain(x, y)[0])
     assert loss_chunked == pytest.approx(loss_plain, abs=1e-6)
     for name, g in g_plain.items():
         assert torch.allclose(g_chunked[name], g, atol=1e-6, rtol=1e-4), name
     assert (g_chunked["transformer.wte.weight"] - g_plain["transformer.wte.weight"]).abs().max() < 1e-6  # wte, tied
 
 
-def test_training_losses_unchanged(monkeypatch):
-    # a few optimizer steps through train.py's own step function: the same losses with and without chunks
-    import train
-
+def test_training_losses_unchanged():
+    # a few optimizer steps as train.py takes them (2 micro-steps, clipping, fused AdamW): the same losses
+    # with and without chunks
     def losses(chunk_rows):
-        monkeypatch.setattr(model_py, "LOSS_CHUNK_ROWS", chunk_rows)
         torch.manual_seed(0)
         model = GPT(GPTConfig(block_size=16, vocab_size=200, n_layer=2, n_head=2, n_embd=32))
         opt = model.configure_optimizers(0.1, 3e-3, (0.9, 0.95), "cpu")
-        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        if chunk_rows:
+            use_chunked_loss(model, chunk_rows)
         gen = torch.Generator().manual_seed(1)
         out = []
         for _ in range(6):
-            batches = [tuple(torch.randint(200, (2, 4, 16), generator=gen))] * 2
-            out.append(train.train_step(model, opt, scaler, train.nullcontext(), batches, 2, False, 1.0).item())
+            x, y = torch.randint(200, (2, 4, 16), generator=gen)
+            total = 0.0
+            for _ in range(2):
+                loss = model(x, y)[1] / 2
+                loss.backward()
+                total += loss.item()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            out.append(total)
         return out
 
     assert losses(0) == pytest.approx(losses(5), abs=1e-5)
@@ -99,7 +108,7 @@ def test_max_seconds_ends_run_and_reports(data_dir, tmp_path):
 
 
 def test_bench_runs(tmp_path):
-    p = run("bench.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=2",
+    p = run("bench/bench.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=2",
             "--vocab_size=128", "--gradient_accumulation_steps=1", "--device=cpu", "--steps=2", "--warmup=1",
             "--peak_flops=1e11", f"--dataset={tmp_path / 'none'}")
     for key in ("tokens/s:", "ms/iter:", "GFLOP/s", "MFU:", "peak memory:", "speed-up of the chunked loss",

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import ROOT, TINY, run
 
-from train import load_checkpoint
+from ckpt import load as load_checkpoint
 
 
 def losses(out_dir) -> dict[int, float]:

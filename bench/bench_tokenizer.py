@@ -2,11 +2,11 @@
 Benchmark our train_tokenizer / tiktoken encoding against the `tokenizers` library's own
 ByteLevelBPETokenizer: training time, compression (bytes per token on held-out text), encode MB/s.
 
-    python bench_tokenizer.py                 # 100 MB of synthetic multilingual text (see below)
-    python bench_tokenizer.py --input="corpus/*.txt" --mb=100
+    python bench/bench_tokenizer.py                 # 100 MB of synthetic multilingual text (see below)
+    python bench/bench_tokenizer.py --input="corpus/*.txt" --mb=100
 
 Without --input there is no real 100 MB corpus offline, so the text is SYNTHETIC: tinyshakespeare
-(if present) mixed with generated pseudo-words in several scripts (Zipf-distributed, so frequent
+(data/tinyshakespeare.txt) mixed with generated pseudo-words in several scripts (Zipf-distributed, so frequent
 words are frequent, as in real text), numbers, source code, base64 blobs and whitespace runs.
 Absolute numbers depend on the text; the comparison is like for like (same text, same run).
 """
@@ -17,13 +17,16 @@ import glob
 import itertools
 import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tokenizer import EOT, train_tokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's root
+from bpe import read_lines, train_tokenizer  # noqa: E402
+from tokenizer import EOT  # noqa: E402
 
-SHAKESPEARE = Path(__file__).resolve().parent.parent / "shared/data/tinyshakespeare.txt"
+SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "tinyshakespeare.txt"
 
 # syllables per script: pseudo-words built from them look (to BPE) roughly like the language
 SYLLABLES = {
@@ -51,11 +54,11 @@ def synthetic_text(n_bytes: int, seed: int = 0) -> str:
     lexicon = {lang: ["".join(rng.choices(syl, k=rng.randint(1, 4))) for _ in range(20_000)]
                for lang, syl in SYLLABLES.items()}
     cum_weights = list(itertools.accumulate(1 / (r + 1) for r in range(20_000)))  # Zipf
-    shakespeare = SHAKESPEARE.read_text(encoding="utf-8") if SHAKESPEARE.exists() else ""
+    shakespeare = SHAKESPEARE.read_text(encoding="utf-8")
     parts, size = [], 0
     while size < n_bytes:
         kind = rng.random()
-        if kind < 0.15 and shakespeare:  # a slice of real English
+        if kind < 0.15:  # a slice of real English
             i = rng.randrange(len(shakespeare) - 2000)
             part = shakespeare[i:i + rng.randint(200, 2000)]
         elif kind < 0.8:  # a paragraph of pseudo-words in one language
@@ -98,7 +101,7 @@ def main() -> None:
         source = f"{args.input} ({len(files)} files)"
     else:
         text = synthetic_text(n_train + n_held)
-        source = "synthetic multilingual text" + (" + tinyshakespeare" if SHAKESPEARE.exists() else "")
+        source = "synthetic multilingual text + tinyshakespeare"
     # split at byte n_train (as a character index)
     cut = len(text) - len(text.encode()[n_train:].decode("utf-8", errors="ignore"))
     train_text, held = text[:cut], text[cut:]
@@ -115,7 +118,7 @@ def main() -> None:
     hf.train(files=[train_path], vocab_size=args.vocab_size, special_tokens=[EOT], show_progress=False)
     t_hf = time.time() - t0
     t0 = time.time()
-    ours = train_tokenizer([train_path], vocab_size=args.vocab_size, max_bytes=2 * n_train)
+    ours = train_tokenizer(read_lines([train_path]), vocab_size=args.vocab_size, max_chars=2 * n_train)
     t_ours = time.time() - t0
 
     # 3) compression on held-out text and encode throughput (batch of documents, all cores)

@@ -1,0 +1,109 @@
+"""
+Train a byte-level BPE on your text, GPT-2 style: every byte is a token, so any text round-trips, and the
+result is saved as GPT-2-format vocab.json + merges.txt (tokenizer.py loads and encodes with it).
+
+    python bpe.py --input="corpus/*.txt" --vocab_size=5000 --out_dir=my_tok
+
+data/prepare.py --tokenizer=bpe trains one on a corpus's train split and keeps it beside the shards.
+"""
+
+import argparse
+import glob
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+from common import one_line_errors
+from tokenizer import EOT, Tokenizer, TokenizerError, bpe_tokenizer, bytes_to_unicode, save_tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str | None = None,
+                    max_chars: int = 256 * 2**20) -> Tokenizer:
+    """Train a byte-level BPE (GPT-2 style) on documents, and save it in out_dir if given.
+
+    Every byte is a token, so any text round-trips; ids are laid out like GPT-2's: 256 bytes, then the merges
+    in order, then <|endoftext|> last. n_vocab can come out below vocab_size when a small corpus runs out of
+    pairs seen at least twice. At most the first max_chars characters are used (256M settle tens of thousands
+    of merges), handed to the trainer in batches of ~64K; the trainer keeps counts of words, not the text."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
+    if vocab_size < 256 + 1:
+        raise TokenizerError(f"vocab_size={vocab_size} is too small: need >= 257 (256 bytes + {EOT})")
+    # ByteLevel with use_regex=True splits text with GPT-2's regex, exactly as tiktoken's r50k_pat_str does;
+    # min_frequency=2 as in ByteLevelBPETokenizer: a pair seen once is noise
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False, min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    n_chars = 0
+
+    def batches():  # many texts per batch: the trainer works on a batch's items in parallel
+        nonlocal n_chars
+        batch, size = [], 0
+        for text in texts:
+            batch.append(text)
+            size, n_chars = size + len(text), n_chars + len(text)
+            if size >= 1 << 16 or n_chars >= max_chars:
+                yield batch
+                batch, size = [], 0
+            if n_chars >= max_chars:
+                return
+        yield batch
+
+    hf.train_from_iterator(batches(), trainer=trainer)
+    if n_chars == 0:
+        raise TokenizerError("the training corpus is empty: give some text")
+    # Re-number GPT-2 style: bytes 0..255, merge i -> 256+i, <|endoftext|> last. A merge that re-makes an
+    # existing token by another pair can't be expressed in tiktoken (one merge per token) and is dropped.
+    merges = [m.split(" ") if isinstance(m, str) else m for m in json.loads(hf.to_str())["model"]["merges"]]
+    vocab, kept = {c: i for i, c in enumerate(bytes_to_unicode().values())}, []
+    for a, b in merges:
+        if a + b not in vocab:
+            vocab[a + b] = len(vocab)
+            kept.append(f"{a} {b}\n")
+    vocab[EOT] = len(vocab)
+    tok = bpe_tokenizer(json.dumps(vocab, ensure_ascii=False), "#version: 0.2\n" + "".join(kept), "trained BPE")
+    if out_dir is not None:
+        save_tokenizer(tok, out_dir)
+    return tok
+
+
+def read_lines(paths: list[str]) -> Iterator[str]:
+    """The lines of UTF-8 text files, one after the other (train_tokenizer stops at max_chars)."""
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                yield from f
+        except UnicodeDecodeError as e:
+            raise TokenizerError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True, help='UTF-8 text files: a path or a glob, e.g. "corpus/*.txt"')
+    parser.add_argument("--vocab_size", type=int, default=5000, help="tokens in the vocabulary, including the 256 "
+                        "bytes and <|endoftext|> (default 5000)")
+    parser.add_argument("--out_dir", required=True, help="where to write vocab.json and merges.txt")
+    parser.add_argument("--max_mb", type=float, default=256, help="train on the first this many million characters "
+                        "(default 256)")
+    args = parser.parse_args(argv)
+    files = sorted(f for f in glob.glob(args.input, recursive=True) if os.path.isfile(f))
+    if not files:
+        raise TokenizerError(f"no files match --input={args.input!r}")
+    if not 0 < args.max_mb < float("inf"):
+        raise TokenizerError(f"--max_mb must be a positive number, got {args.max_mb}")
+    t0, max_chars = time.time(), int(args.max_mb * 1e6)
+    tok = train_tokenizer(read_lines(files), args.vocab_size, args.out_dir, max_chars)
+    sample = "".join(itertools.islice(read_lines(files[:1]), 100_000))  # compression on the first lines
+    print(f"vocab size {tok.n_vocab}, trained in {time.time() - t0:.1f}s on {len(files)} file(s), saved to "
+          f"{args.out_dir}")
+    print(f"{len(sample.encode()) / max(len(tok.encode(sample)), 1):.3f} bytes/token on {len(sample) / 1e6:.1f} "
+          f"MB of the training text")
+
+
+if __name__ == "__main__":
+    one_line_errors()
+    main()

