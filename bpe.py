@@ -7,7 +7,6 @@ result is saved as GPT-2-format vocab.json + merges.txt (tokenizer.py loads and 
 data/prepare.py --tokenizer=bpe trains one on a corpus's train split and keeps it beside the shards.
 """
 
-import argparse
 import glob
 import itertools
 import json
@@ -15,7 +14,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 
-from common import one_line_errors
+from common import ArgumentParser, check_writable, one_line_errors
 from tokenizer import EOT, Tokenizer, TokenizerError, bpe_tokenizer, bytes_to_unicode, save_tokenizer
 
 
@@ -82,7 +81,7 @@ def read_lines(paths: list[str]) -> Iterator[str]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--input", required=True, help='UTF-8 text files: a path or a glob, e.g. "corpus/*.txt"')
     parser.add_argument("--vocab_size", type=int, default=5000, help="tokens in the vocabulary, including the 256 "
                         "bytes and <|endoftext|> (default 5000)")
@@ -93,8 +92,10 @@ def main(argv=None):
     files = sorted(f for f in glob.glob(args.input, recursive=True) if os.path.isfile(f))
     if not files:
         raise TokenizerError(f"no files match --input={args.input!r}")
-    if not 0 < args.max_mb < float("inf"):
-        raise TokenizerError(f"--max_mb must be a positive number, got {args.max_mb}")
+    if not 0 < args.max_mb < float("inf") or args.vocab_size > 10**7:
+        raise TokenizerError(f"need 0 < --max_mb < inf and --vocab_size <= 10**7, got {args.max_mb} and "
+                             f"{args.vocab_size}")
+    check_writable(args.out_dir)
     t0, max_chars = time.time(), int(args.max_mb * 1e6)
     tok = train_tokenizer(read_lines(files), args.vocab_size, args.out_dir, max_chars)
     sample = "".join(itertools.islice(read_lines(files[:1]), 100_000))  # compression on the first lines

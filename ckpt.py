@@ -13,6 +13,7 @@ import zipfile
 
 import torch
 
+import compat
 import hf
 from common import atomic_write
 from model import GPT, GPTConfig
@@ -48,9 +49,10 @@ def load(path: str) -> dict:
                                       f"or move it away to start from scratch")
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" not in str(e).lower():
-            raise CheckpointError(f"{path} is not a checkpoint (torch.load cannot read it)") from None
-        first = str(e).strip().splitlines()[0][:200]
+        if "global" not in str(e).lower():  # no class or function referenced: not a pickle at all
+            raise CheckpointError(f"{path} is not a checkpoint (a file torch.save wrote): give a .pt file or the "
+                                  f"folder that holds ckpt.pt") from None
+        first = next((line for line in str(e).splitlines() if "GLOBAL" in line), "")[:200]
         raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain data, "
                               f"which could run code ({first}); only load checkpoints you trust") from None
     except FileNotFoundError:
@@ -74,9 +76,31 @@ def find(path: str) -> str:
     return found
 
 
+def model_args(ck: dict) -> dict:
+    """GPTConfig's arguments. A checkpoint without them all is older, with tanh GELU, or nanoGPT's (no
+    tokenizer), whose MLP uses the exact GELU."""
+    return {**GPTConfig(gelu="tanh" if "tokenizer" in ck else "exact").to_dict(), **ck["model_args"]}
+
+
+def check_resume(ck: dict, path: str, given: dict, tokenizer) -> dict:
+    """The model_args to resume with, after checking them against the settings given and the data's tokenizer."""
+    args = model_args(ck)
+    for k in ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "gelu"):
+        if k in given and given[k] != args[k]:
+            raise CheckpointError(f"{path} was trained with {k}={args[k]}, but {k}={given[k]} was given: drop the "
+                                  f"override, or use another out_dir")
+    if ck.get("tokenizer") and tokenizer_from_dict(ck["tokenizer"]).to_dict() != tokenizer.to_dict():
+        raise CheckpointError(f"{path} was trained with a different tokenizer than the data's: use the same "
+                              f"dataset (or one prepared with --tokenizer={path}), or another out_dir")
+    if args["vocab_size"] < tokenizer.n_vocab:
+        raise CheckpointError(f"{path} has vocab_size {args['vocab_size']} but the data's tokenizer "
+                              f"{tokenizer.n_vocab} tokens: use the dataset it was trained on, or another out_dir")
+    return args
+
+
 def model_from(ck: dict) -> GPT:
     """The model a checkpoint holds, in fp32 (compact checkpoints store fp16 and the tied embedding once)."""
-    model = GPT(GPTConfig(**{**GPTConfig().to_dict(), **ck["model_args"]}))  # older checkpoints had no gelu
+    model = GPT(GPTConfig(**model_args(ck)))
     state = {k.removeprefix("_orig_mod."): v for k, v in ck["model"].items()}
     state.setdefault("lm_head.weight", state.get("transformer.wte.weight"))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
@@ -84,9 +108,9 @@ def model_from(ck: dict) -> GPT:
 
 
 def tokenizer_from(ck: dict, path: str):
-    """The checkpoint's own tokenizer, checked against its model."""
+    """The checkpoint's own tokenizer (nanoGPT's checkpoints carry none: compat.py), checked against its model."""
     try:
-        tok = tokenizer_from_dict(ck.get("tokenizer"))
+        tok = tokenizer_from_dict(ck["tokenizer"]) if "tokenizer" in ck else compat.checkpoint_tokenizer(ck)
     except TokenizerError as e:
         raise CheckpointError(f"{path}: its tokenizer cannot be used ({e}); retrain or restore it") from None
     if tok.n_vocab > ck["model_args"]["vocab_size"]:
@@ -96,18 +120,20 @@ def tokenizer_from(ck: dict, path: str):
 
 
 def load_for_inference(source: str | None, device: str):
-    """(model in eval mode, tokenizer, description) for a .pt file or a folder holding one, OpenAI's gpt2*, a
-    Hugging Face folder, or None: the committed checkpoint (an untrained GPT-2, with a warning, without it)."""
+    """(model in eval mode, tokenizer, description, documents) for a .pt file or a folder holding one, OpenAI's
+    gpt2*, a Hugging Face folder, or None: the committed checkpoint (an untrained GPT-2, with a warning, without
+    it). documents: how many the training text had; with one, <|endoftext|> never came up in training."""
     if source in hf.PRETRAINED or (source and os.path.isfile(os.path.join(source, "model.safetensors"))):
-        return GPT.from_pretrained(source).to(device).eval(), hf.tokenizer_of(source), source
+        return GPT.from_pretrained(source).to(device).eval(), hf.tokenizer_of(source), source, 2
     if source is None and not os.path.isfile(os.path.join(DEFAULT, "ckpt.pt")):
         print("warning: no checkpoint in checkpoint/ and none given: sampling from an UNTRAINED GPT-2, the output "
               "is noise (train one, or pass --checkpoint=out)", file=sys.stderr)
-        return GPT(GPTConfig()).to(device).eval(), get_gpt2_tokenizer(), "untrained GPT-2 (124M)"
+        return GPT(GPTConfig()).to(device).eval(), get_gpt2_tokenizer(), "untrained GPT-2 (124M)", 2
     path = find(source or DEFAULT)
     ck = load(path)
     tok = tokenizer_from(ck, path)
-    return model_from(ck).to(device).eval(), tok, f"{path} (iteration {ck.get('iter_num', '?')})"
+    desc = f"{path} (iteration {ck.get('iter_num', '?')})"
+    return model_from(ck).to(device).eval(), tok, desc, ck.get("documents", 1)
 
 
 def export_half(source: str, dest: str) -> str:

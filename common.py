@@ -3,9 +3,21 @@ What every script shares: bad input ends in one line, `error: ...`, and exit sta
 under a temporary name and renamed, so an interrupted write never leaves half a file where a reader looks.
 """
 
+import argparse
 import contextlib
 import os
 import sys
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the script's docstring as its help, and bad arguments reported like any bad input."""
+
+    def __init__(self, doc: str):
+        super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def error(self, message):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(1)
 
 
 def one_line_errors():
@@ -31,3 +43,15 @@ def atomic_write(path: str, write, text: bool = False):
         with contextlib.suppress(OSError):
             os.remove(path + ".tmp")
         raise
+
+
+def check_writable(path: str):
+    """Refuse, before any work is done, a folder that cannot be made or written to."""
+    if not path:
+        raise ValueError("an empty folder name was given: name a folder")
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):  # the nearest part of the path that exists: it will hold the rest
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{path} is not writable ({parent} is {'a file' if os.path.isfile(parent) else 'read-only'})"
+                         f"; choose another folder")

@@ -43,10 +43,10 @@ def convert(key: str, value, default):
             return text in ("true", "1", "yes")
         raise ConfigError(f"config key '{key}' expects a bool (True/False/true/false/1/0), got {value!r}")
     if isinstance(default, int):
-        if type(value) is int:
+        if type(value) is int and abs(value) < 2**62:
             return value
         hint = " (write it without '.0')" if isinstance(value, float) and value.is_integer() else ""
-        raise ConfigError(f"config key '{key}' expects an int, got {value!r}{hint}")
+        raise ConfigError(f"config key '{key}' expects an int (below 2**62), got {value!r}{hint}")
     if isinstance(default, float):
         if type(value) in (int, float) and math.isfinite(value):
             return float(value)
@@ -54,6 +54,15 @@ def convert(key: str, value, default):
     if isinstance(value, str):
         return value
     raise ConfigError(f"config key '{key}' expects a string, got {value!r}")
+
+
+def require(settings: dict, rule: str, names: str):
+    """Check a range for each of the named settings: '> 0', '>= 0' or 'in [0, 1)'."""
+    for name in names.split():
+        value = settings[name]
+        ok = value > 0 if rule == "> 0" else value >= 0 if rule == ">= 0" else 0 <= value < 1
+        if not ok:
+            raise ConfigError(f"{name} must be {rule}, got {value!r}")
 
 
 def _parse_literal(text: str):

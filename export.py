@@ -14,17 +14,16 @@ BPE the checkpoint was trained with); transformers computes the same logits as o
 It loads back here too: train.py --init_from=DIR, sample.py --checkpoint=DIR, GPT.from_pretrained(DIR).
 """
 
-import argparse
 import os
 import sys
 
 import ckpt
 import hf
-from common import one_line_errors
+from common import ArgumentParser, one_line_errors
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--checkpoint", required=True, help="a ckpt.pt written by train.py, or its folder")
     parser.add_argument("--out_dir", help="the Hugging Face folder to write (new or empty, unless --force)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out_dir")
@@ -36,6 +35,8 @@ def main(argv=None):
         return
     if not args.out_dir:
         parser.error("give --out_dir (a Hugging Face folder) or --half=FILE")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise ckpt.CheckpointError(f"--out_dir={args.out_dir} is a file: name a folder")
     if os.path.isdir(args.out_dir) and os.listdir(args.out_dir) and not args.force:
         raise ckpt.CheckpointError(f"{args.out_dir} exists and is not empty; choose another --out_dir or pass --force")
     path = ckpt.find(args.checkpoint)

@@ -8,7 +8,6 @@ import math
 import sys
 
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from data.shards import to_device
@@ -18,15 +17,23 @@ from data.shards import to_device
 def total_loss(model, batches, n_vocab: int, device: str, ctx, total: int | None = None, desc: str = "eval"):
     """(the cross-entropy summed over every target, in nats; the number of targets) over batches of token
     rows (B, T+1). The logits cover the tokenizer's n_vocab tokens only, the real ones: text never holds the
-    padded rows. A progress bar shows on a terminal."""
+    padded rows. They are formed 1,024 rows at a time into one buffer, their log-sum-exp taken in place: the
+    whole (tokens x vocabulary) tensor, and its log-softmax, are never written out. A bar shows on a terminal."""
     was_training, nats, count = model.training, 0.0, 0
     model.eval()
+    weight = model.lm_head.weight[:n_vocab].float()
+    buf = torch.empty(1024, n_vocab, device=weight.device)
     for rows in tqdm(batches, total=total, desc=desc, unit="batch", leave=False, disable=not sys.stderr.isatty()):
         x, y = to_device(rows, device, n_vocab)
         with ctx:
-            logits = F.linear(model.hidden_states(x), model.lm_head.weight[:n_vocab])
-        nats += F.cross_entropy(logits.float().view(-1, n_vocab), y.reshape(-1), reduction="sum").item()
-        count += y.numel()
+            hidden = model.hidden_states(x)
+        hidden, y = hidden.float().view(-1, hidden.size(-1)), y.reshape(-1)
+        for s in range(0, len(y), len(buf)):
+            h, t = hidden[s : s + len(buf)], y[s : s + len(buf)]
+            logits = torch.mm(h, weight.t(), out=buf[: len(t)])
+            target, top = logits.gather(1, t[:, None]), logits.amax(dim=1, keepdim=True)
+            nats += (top + logits.sub_(top).exp_().sum(dim=1, keepdim=True).log() - target).sum().item()
+        count += len(y)
     model.train(was_training)
     return nats, count
 

@@ -6,27 +6,31 @@ Plot a run's loss curves from its log.jsonl: train and val loss against iteratio
 train.py calls this at every evaluation when matplotlib is installed.
 """
 
-import argparse
 import json
 import os
 
-from common import atomic_write, one_line_errors
+from common import ArgumentParser, atomic_write, one_line_errors
 
 _warned = []
 
 
 def read_log(out_dir: str) -> list[dict]:
-    """The log's entries; for each iteration and kind of entry the last one written wins (a rerun may repeat
-    iterations), and a line cut short by a kill is skipped."""
-    rows = {}
+    """The log's entries, skipping a line cut short by a kill."""
+    entries = []
     with open(os.path.join(out_dir, "log.jsonl"), encoding="utf-8") as f:
         for line in f:
             try:
-                entry = json.loads(line)
-                rows[(entry.get("iter"), tuple(sorted(entry)))] = entry
-            except (ValueError, AttributeError):
+                entries.append(dict(json.loads(line)))
+            except (ValueError, TypeError):
                 continue
-    return sorted(rows.values(), key=lambda e: e.get("iter", 0))
+    return entries
+
+
+def keep_log_until(out_dir: str, iter_num: int):
+    """A run resumed at iter_num goes on from there: entries after it (and the evaluation at it, which the
+    resumed run repeats) belong to a trajectory that no checkpoint holds, and are dropped."""
+    kept = [e for e in read_log(out_dir) if e.get("iter", 0) < iter_num or (e.get("iter") == iter_num and "loss" in e)]
+    atomic_write(os.path.join(out_dir, "log.jsonl"), lambda f: f.writelines(json.dumps(e) + "\n" for e in kept), True)
 
 
 def plot_log(out_dir: str, quiet: bool = False) -> str | None:
@@ -67,7 +71,7 @@ def plot_log(out_dir: str, quiet: bool = False) -> str | None:
 
 if __name__ == "__main__":
     one_line_errors()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("out_dir", nargs="?", default="out", help="the folder holding log.jsonl (default out)")
     args = parser.parse_args()
     if not os.path.exists(os.path.join(args.out_dir, "log.jsonl")):

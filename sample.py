@@ -4,50 +4,71 @@ Sample text from a trained model.
     python sample.py                                   # the committed checkpoint in checkpoint/
     python sample.py -p "ROMEO:" -m 300 -n 3 --seed=7
     python sample.py --checkpoint=out -p "Hello, I'm a language model," --temperature=0.8 --top_k=200
-    python sample.py -p "ROMEO:" --top_p=0.9 --stop="JULIET:" --stop=$'\\n\\n' --stream
+    python sample.py -p "ROMEO:" -p "JULIET:" --top_p=0.9 --stop=$'\\n\\n' --out=samples.jsonl
+    python sample.py --prompt_file=titles.txt --prompts_per_line -m 30 --no_prompt
+    python sample.py -i                                # type a prompt, read the continuation, repeat
+    python sample.py --out_dir=out --start=FILE:prompt.txt --num_samples=5    # nanoGPT's flags work too
 
-The prompt runs through the model once, then one token per step with the keys and values cached
-(model.generate); the -n samples run as one batch sharing the prompt. A sample ends at <|endoftext|> (unless
---no_stop), at any --stop text (cut before it), or after -m tokens. Programs can call generate_text().
-The checkpoint carries its config and its tokenizer, so nothing else is needed.
+Each prompt runs through the model once, then one token per step with the keys and values cached
+(model.generate); its -n samples, and other prompts of the same length in tokens, run as one batch. A sample
+ends at <|endoftext|>, where a document ends (unless --no_stop), at a --stop text (cut before it), or after -m
+tokens. The checkpoint carries its config and tokenizer. Programs can call generate_text().
 """
 
 import argparse
 import codecs
+import json
+import os
 import sys
 
 import torch
 
 import ckpt
 import speedups
-from common import one_line_errors
-from devices import resolve_device
+from common import ArgumentParser, atomic_write, check_writable, one_line_errors
+from devices import autocast, resolve_device
 from model import check_sampling
 
 
-def generate_text(model, tok, prompt: str | None, max_new_tokens: int = 500, num_samples: int = 1,
-                  temperature: float = 0.8, top_k: int | None = 200, top_p: float | None = None,
-                  repetition_penalty: float = 1.0, stop: list[str] = (), stop_at_eot: bool = True,
-                  stream=None) -> list[str]:
-    """Continue `prompt` (None: start a new document) num_samples times, as one batch; return the texts, prompt
-    included. stream, if given, is called with sample 0's text piece by piece as it is produced."""
+def generate_text(model, tok, prompts: list, max_new_tokens: int = 500, num_samples: int = 1, temperature=0.8,
+                  top_k=200, top_p=None, repetition_penalty=1.0, stop=(), stop_at_eot=True, stream=None,
+                  start: str | None = None, echo: bool = True) -> list[str]:
+    """Continue each prompt (None: a new document, from `start` or <|endoftext|>) num_samples times; return the
+    texts in order, prompts included. Rows of equal length run as one batch. stream, if given, is called with
+    the text of a single row piece by piece as it is made, its prompt first (unless echo is False)."""
+    def encode(prompt):
+        return tok.encode(prompt) if prompt is not None else tok.encode(start) if start else [tok.eot_token]
+
+    rows = [p for p in prompts for _ in range(num_samples)]
+    ids = [encode(p) for p in rows]
+    if stream and len(rows) == 1 and echo:
+        stream(rows[0] or "")
+    texts = [None] * len(rows)
+    for n in sorted(set(map(len, ids))):
+        group = [i for i in range(len(rows)) if len(ids[i]) == n]
+        x = torch.tensor([ids[i] for i in group], dtype=torch.long, device=next(model.parameters()).device)
+        made = continue_rows(model, tok, x, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop,
+                             stop_at_eot, stream if len(rows) == 1 else None)
+        for i, text in zip(group, made):
+            texts[i] = (rows[i] or "") + text
+    return texts
+
+
+def continue_rows(model, tok, x, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, stop_at_eot,
+                  stream) -> list[str]:
+    """The new text of each row of x (B, T), cut at <|endoftext|> and at the first stop text."""
     if any(s == "" for s in stop):
         raise ValueError("a --stop text is empty: give the text that should end a sample")
-    ids = tok.encode(prompt) if prompt is not None else [tok.eot_token]
-    x = torch.tensor([ids] * num_samples, dtype=torch.long, device=next(model.parameters()).device)
-    # Tokens are byte-level: one may hold half of a UTF-8 character, so bytes go through an incremental
-    # decoder and only whole characters reach the text.
-    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(num_samples)]
-    texts, done = [""] * num_samples, [False] * num_samples
+    # tokens are byte-level: one may hold half a UTF-8 character, so only whole characters reach the text
+    decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(len(x))]
+    texts, done = [""] * len(x), [False] * len(x)
     hold = max((len(s) for s in stop), default=1) - 1  # not shown yet: it may be the start of a stop text
     shown = 0
-    if stream:
-        stream(prompt or "")
-    steps = model.generate_tokens(x, max_new_tokens, temperature, top_k, top_p, repetition_penalty, tok.n_vocab,
-                                  stop_tokens=[tok.eot_token] if stop_at_eot else [])
-    for next_tokens, _, finished in steps:
+    eot = [tok.eot_token] if stop_at_eot and tok.eot_token is not None else []
+    for next_tokens, _, finished in model.generate_tokens(x, max_new_tokens, temperature, top_k, top_p,
+                                                          repetition_penalty, tok.n_vocab, stop_tokens=eot):
         for r, t in enumerate(next_tokens[:, 0].tolist()):
-            if done[r] or (stop_at_eot and t == tok.eot_token):
+            if done[r] or t in eot:
                 done[r] = True
                 continue
             old = len(texts[r])
@@ -55,77 +76,137 @@ def generate_text(model, tok, prompt: str | None, max_new_tokens: int = 500, num
             hits = [i for i in (texts[r].find(s, max(0, old - len(s) + 1)) for s in stop) if i >= 0]
             if hits:  # cut the sample before its stop text, and tell the model the row is finished
                 texts[r], done[r], finished[r] = texts[r][: min(hits)], True, True
-        if stream:
-            end = len(texts[0]) if done[0] else len(texts[0]) - hold
-            if end > shown:
-                stream(texts[0][shown:end])
-                shown = end
-    for r in range(num_samples):
+        end = len(texts[0]) if done[0] else len(texts[0]) - hold
+        if stream and end > shown:
+            stream(texts[0][shown:end])
+            shown = end
+    for r in range(len(x)):
         if not done[r]:  # a sample cut short by -m may end inside a character: show what is left
             texts[r] += decoders[r].decode(b"", final=True)
     if stream and len(texts[0]) > shown:
         stream(texts[0][shown:])
-    return [(prompt or "") + t for t in texts]
+    return texts
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-p", "--prompt", default=None, help="text to continue (default: a new document)")
-    parser.add_argument("--prompt_file", help="read the prompt from this file")
-    parser.add_argument("-m", "--max_new_tokens", type=int, default=500, help="tokens to generate per sample "
-                        "(default 500)")
-    parser.add_argument("-n", "--num_samples", type=int, default=1, help="samples, made as one batch (default 1)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 sharper, >1 more random "
-                        "(default 0.8)")
-    parser.add_argument("--top_k", type=int, default=200, help="sample only among the k likeliest tokens (0: off; "
-                        "default 200)")
-    parser.add_argument("--top_p", type=float, default=None, help="nucleus sampling: only among the likeliest "
-                        "tokens whose probabilities add up to top_p, e.g. 0.9 (default: off)")
-    parser.add_argument("--repetition_penalty", type=float, default=1.0, help=">1 makes tokens already in the text "
-                        "less likely, e.g. 1.2 (default 1: off)")
-    parser.add_argument("--stop", action="append", default=[], help="end a sample at this text (repeatable)")
-    parser.add_argument("--no_stop", action="store_true", help="don't end samples at <|endoftext|>")
-    parser.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
-                        help="print tokens as they come (default: on for one sample on a terminal)")
-    parser.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default auto)")
-    parser.add_argument("--checkpoint", "--init_from", default=None, help="a .pt file or a folder holding ckpt.pt "
-                        "(default: checkpoint/); or gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face folder")
-    args = parser.parse_args(argv)
-
-    # every option is checked before the model is loaded
-    check_sampling(args.temperature, args.top_k or None, args.top_p, args.repetition_penalty)
-    if args.max_new_tokens < 1 or args.num_samples < 1:
-        raise ValueError("--max_new_tokens and --num_samples must be at least 1")
+def prompts_of(args) -> list:
+    """The prompts: -p/--start (given several times, or nanoGPT's FILE:path), or --prompt_file (one prompt, or one
+    per line with --prompts_per_line); none: one new document."""
+    prompts = list(args.prompt)
+    for i, p in enumerate(prompts):
+        if p.startswith("FILE:"):
+            args.prompt_file, prompts[i] = p[5:], None
     if args.prompt_file:
         try:
             with open(args.prompt_file, encoding="utf-8", errors="replace") as f:
-                args.prompt = f.read()
+                text = f.read()
         except OSError as e:
-            raise ValueError(f"cannot read --prompt_file {args.prompt_file}: {e.strerror}") from None
-    if args.prompt is not None and args.prompt == "":
+            raise ValueError(f"cannot read the prompt file {args.prompt_file}: {e.strerror}") from None
+        lines = [line for line in text.splitlines() if line.strip()] if args.prompts_per_line else [text]
+        prompts = [p for p in prompts if p is not None] + lines
+        if not lines:
+            raise ValueError(f"{args.prompt_file} holds no prompt")
+    if any(p == "" for p in prompts):
         raise ValueError("the prompt is empty: give some text with -p, or leave -p out to start a new document")
-    stream = sys.stdout.isatty() and args.num_samples == 1 if args.stream is None else args.stream
-    if stream and args.num_samples > 1:
-        raise ValueError("--stream prints one sample as it is made: use it with -n 1")
-    device, dtype = resolve_device(args.device, "auto")
+    return prompts or [None]
 
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_sampling(args.temperature, args.top_k or None, args.top_p, args.repetition_penalty)
+    if not 1 <= args.max_new_tokens <= 10**6 or not 1 <= args.num_samples <= 10**4 or not 0 <= args.seed < 2**63:
+        raise ValueError("need 1 <= --max_new_tokens <= 1,000,000, 1 <= --num_samples <= 10,000, 0 <= --seed < 2**63")
+    prompts, out = prompts_of(args), args.out
+    if out is not None:
+        check_writable(os.path.dirname(out) or ".")
+        if not out or os.path.isdir(out):
+            raise ValueError(f"--out={out!r} must name a file")
+    if args.interactive and (out or len(prompts) > 1 or prompts[0] is not None):
+        raise ValueError("-i reads its prompts from the terminal: use it without -p, --prompt_file and --out")
+    single = len(prompts) * args.num_samples == 1 and not out
+    stream = args.interactive or (single and sys.stdout.isatty() if args.stream is None else args.stream)
+    if stream and not single:
+        raise ValueError("--stream prints one sample as it is made: use it with one prompt, -n 1 and no --out")
+    device, dtype = resolve_device(args.device, args.dtype)
+    source = args.checkpoint or (args.out_dir if args.init_from in (None, "resume") else args.init_from)
     torch.manual_seed(args.seed)
-    model, tok, desc = ckpt.load_for_inference(args.checkpoint, device)
+    model, tok, desc, documents = ckpt.load_for_inference(source, device)
     print(f"model: {desc}", file=sys.stderr)
+    options = dict(max_new_tokens=args.max_new_tokens, num_samples=args.num_samples, temperature=args.temperature,
+                   top_k=args.top_k or None, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                   stop=args.stop, stop_at_eot=not args.no_stop, start=None if documents > 1 else "\n")
 
     def write(piece: str):
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    with speedups.decoding_copies(model, tok.n_vocab):  # on a CPU: faster decoding (speedups.py)
-        texts = generate_text(model, tok, args.prompt, args.max_new_tokens, args.num_samples, args.temperature,
-                              args.top_k or None, args.top_p, args.repetition_penalty, args.stop,
-                              stop_at_eot=not args.no_stop, stream=write if stream else None)
-    if stream:
-        print()
+    # on a CPU, decoding reads the weights through row-block copies made once (speedups.py)
+    with speedups.decoding_copies(model, tok.n_vocab), autocast(device, dtype):
+        while args.interactive:  # one prompt per line, until end of input (Ctrl-D)
+            try:
+                prompt = input("> ")
+            except EOFError:
+                print()
+                return
+            if prompt.strip():
+                generate_text(model, tok, [prompt], **options, stream=write, echo=False)
+                print()
+        texts = generate_text(model, tok, prompts, **options, stream=write if stream else None)
+    rows = [p for p in prompts for _ in range(args.num_samples)]
+    if args.no_prompt:
+        texts = [t[len(p or ""):] for t, p in zip(texts, rows)]
+    if out and out.endswith(".jsonl"):  # a JSON object per sample, with its prompt and settings
+        text = "".join(json.dumps(dict(prompt=p, text=t, **options, seed=args.seed, checkpoint=desc)) + "\n"
+                       for p, t in zip(rows, texts))
     else:
-        print(("\n" + "-" * 40 + "\n").join(texts))
+        text = ("\n" + "-" * 40 + "\n").join(texts) + "\n" if not stream else "\n"
+    if out:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        atomic_write(out, lambda f: f.write(text), text=True)
+        print(f"wrote {len(texts)} sample(s) to {out}", file=sys.stderr)
+    else:
+        print(text, end="")
+
+
+def parse_args(argv):
+    p = ArgumentParser(__doc__)
+    p.add_argument("-p", "--prompt", "--start", action="append", default=[], help="text to continue (repeatable: "
+                   "one batch; FILE:path reads it from a file, as nanoGPT's --start) (default: a new document)")
+    p.add_argument("--prompt_file", help="read the prompt from this file")
+    p.add_argument("--prompts_per_line", action="store_true", help="each line of --prompt_file is a prompt")
+    p.add_argument("-m", "--max_new_tokens", type=int, default=500, help="at most this many new tokens per sample, "
+                   "which ends earlier at <|endoftext|> or a --stop text (default 500)")
+    p.add_argument("-n", "--num_samples", type=int, default=1, help="samples per prompt (default 1)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 sharper, >1 more random "
+                   "(default 0.8)")
+    p.add_argument("--top_k", type=int, default=200, help="sample among the k likeliest tokens only (0: all; "
+                   "default 200)")
+    p.add_argument("--top_p", type=float, default=None, help="nucleus sampling: among the likeliest tokens whose "
+                   "probabilities add up to top_p, e.g. 0.9 (default: off)")
+    p.add_argument("--repetition_penalty", type=float, default=1.0, help=">1 makes tokens already in the text "
+                   "less likely, e.g. 1.2 (default 1: off)")
+    p.add_argument("--stop", action="append", default=[], help="end a sample at this text (repeatable)")
+    p.add_argument("--no_stop", action="store_true", help="go on past <|endoftext|> (a new document)")
+    p.add_argument("--no_prompt", action="store_true", help="print or write the new text only, without its prompt")
+    p.add_argument("--out", help="write the samples to this file (.jsonl: one JSON object each, with its prompt "
+                   "and settings; else separated by a line of dashes) and print a summary only")
+    p.add_argument("-i", "--interactive", action="store_true", help="read a prompt, print its continuation as it "
+                   "is made, repeat until end of input")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
+                   help="print tokens as they come (default: on for one sample on a terminal)")
+    p.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default auto)")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16: autocast on a GPU "
+                   "(default auto: bfloat16 there, float32 on a CPU)")
+    p.add_argument("--compile", type=lambda s: s.lower() in ("1", "true"), default=False, help="nanoGPT's flag, "
+                   "accepted and not used: decoding with the KV cache runs eagerly")
+    p.add_argument("--checkpoint", default=None, help="a .pt file or a folder holding ckpt.pt (default: "
+                   "checkpoint/); or gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face folder")
+    p.add_argument("--init_from", default=None, help="nanoGPT's flag: resume (the checkpoint in --out_dir) or gpt2*")
+    p.add_argument("--out_dir", default=None, help="nanoGPT's flag: the folder whose ckpt.pt to sample")
+    args = p.parse_args(argv)
+    if args.init_from == "resume" and not args.out_dir:
+        args.out_dir = "out"  # nanoGPT's default
+    return args
 
 
 if __name__ == "__main__":

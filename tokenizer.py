@@ -54,6 +54,32 @@ class Tokenizer:
                                                              "merges": self.merges_txt}
 
 
+class CharTokenizer(Tokenizer):
+    """Characters as tokens, in sorted order as nanoGPT's shakespeare_char has them, then <|endoftext|> (but not
+    for nanoGPT's own meta.pkl vocabularies, which have none)."""
+
+    def __init__(self, chars: str, eot: bool = True):
+        self.name, self.chars, self.ids = "char", chars, {c: i for i, c in enumerate(chars)}
+        self.n_vocab, self.eot_token = len(chars) + eot, len(chars) if eot else None
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.ids[c] for c in text]
+        except KeyError as e:
+            raise TokenizerError(f"the character {e.args[0]!r} is not in this vocabulary of {len(self.chars)} "
+                                 f"characters") from None
+
+    def encode_batch(self, texts: list[str], num_threads: int = 8) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode_bytes(self, ids) -> bytes:
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids
+        return "".join(self.chars[i] if i < len(self.chars) else EOT for i in ids).encode("utf-8")
+
+    def to_dict(self) -> dict:
+        return {"name": "char", "chars": self.chars, "eot": self.eot_token is not None}
+
+
 # -----------------------------------------------------------------------------
 # GPT-2
 
@@ -153,37 +179,44 @@ def save_tokenizer(tok: Tokenizer, out_dir: str) -> None:
             f.write(text)
 
 
-def tokenizer_from_dict(d: dict) -> Tokenizer:
+def tokenizer_from_dict(d: dict, source: str = "tokenizer dict") -> Tokenizer:
     """Inverse of Tokenizer.to_dict()."""
     name = d.get("name") if isinstance(d, dict) else None
     if name == "gpt2":
         return get_gpt2_tokenizer()
     if name == "bpe" and isinstance(d.get("vocab"), str) and isinstance(d.get("merges"), str):
-        return bpe_tokenizer(d["vocab"], d["merges"], source="tokenizer dict")
-    raise TokenizerError(f"not a tokenizer dict (need name 'gpt2' or 'bpe' + vocab + merges): {str(d)[:80]}")
+        return bpe_tokenizer(d["vocab"], d["merges"], source)
+    if name == "char" and isinstance(d.get("chars"), str) and d["chars"]:
+        return CharTokenizer(d["chars"], d.get("eot", True))
+    raise TokenizerError(f"{source} names no tokenizer this code knows (gpt2, bpe + vocab + merges, char + chars): "
+                         f"{str(d)[:80]}; run data/prepare.py again")
 
 
-def load_tokenizer(path: str) -> Tokenizer:
-    """'gpt2', a folder with vocab.json + merges.txt, or a data folder (its meta.json names the tokenizer)."""
-    texts = {"vocab.json": "", "merges.txt": "", "meta.json": ""}
-    for name in texts:
+def load_tokenizer(path: str, meta: dict | None = None) -> Tokenizer:
+    """'gpt2', a folder with vocab.json + merges.txt, or a data folder, whose meta.json (or `meta`) names it."""
+    if path == "gpt2":
+        return get_gpt2_tokenizer()
+
+    def read(name: str) -> str:
         try:
             with open(os.path.join(path, name), encoding="utf-8") as f:
-                texts[name] = f.read()
-        except FileNotFoundError:
-            continue
+                return f.read()
         except (OSError, UnicodeDecodeError) as e:
-            raise TokenizerError(f"cannot read {os.path.join(path, name)} ({type(e).__name__}); re-save it") from None
-    try:
-        name = json.loads(texts["meta.json"] or '{"tokenizer": "bpe"}')["tokenizer"]
-    except (ValueError, KeyError, TypeError):
-        name = None
-    if texts["meta.json"] and name not in ("gpt2", "bpe"):
-        raise TokenizerError(f"{os.path.join(path, 'meta.json')} names no tokenizer this code knows ({name!r}); "
-                             f"run data/prepare.py again")
-    if path == "gpt2" or name == "gpt2":
-        return get_gpt2_tokenizer()
-    if name == "bpe" and (texts["vocab.json"] or texts["merges.txt"]):
-        return bpe_tokenizer(texts["vocab.json"], texts["merges.txt"], os.path.join(path, "vocab.json/merges.txt"))
-    raise TokenizerError(f"no tokenizer at {path!r}: give 'gpt2', a folder with vocab.json + merges.txt, or a "
-                         f"data folder made by data/prepare.py")
+            raise TokenizerError(f"cannot read {os.path.join(path, name)} ({type(e).__name__}): give 'gpt2', a folder "
+                                 f"with vocab.json + merges.txt, or a data folder made by data/prepare.py") from None
+
+    if meta is None and os.path.isfile(os.path.join(path, "meta.json")):
+        try:
+            meta = dict(json.loads(read("meta.json")))
+        except (ValueError, TypeError):
+            raise TokenizerError(f"{os.path.join(path, 'meta.json')} is corrupt; run data/prepare.py again") from None
+    meta = meta or {"tokenizer": "bpe"}  # no meta.json: a folder of vocab.json + merges.txt
+    d = {**meta, "name": meta.get("tokenizer")}
+    if d["name"] == "bpe" and not os.path.exists(os.path.join(path, "vocab.json")) and \
+            os.path.exists(os.path.join(path, "tokenizer.json")):  # transformers 5 saves one file, the same BPE
+        model = json.loads(read("tokenizer.json")).get("model", {})
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+        d.update(vocab=json.dumps(model.get("vocab")), merges="\n".join(merges))
+    elif d["name"] == "bpe":
+        d.update(vocab=read("vocab.json"), merges=read("merges.txt"))
+    return tokenizer_from_dict(d, os.path.join(path, "vocab.json/merges.txt" if d["name"] == "bpe" else "meta.json"))

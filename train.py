@@ -14,14 +14,15 @@ out_dir holds a checkpoint the run resumes from it, else it starts from scratch;
 import json
 import math
 import os
+import signal
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
 import ckpt
 import configurator
@@ -29,13 +30,14 @@ import hf
 import loss_eval
 import plot
 import speedups
+from checks import check_settings
 from common import one_line_errors
 from configurator import ConfigError
 from data.shards import Batches, read_meta, windows
 from data.shards import data_dir as find_data_dir
 from devices import autocast, device_peak_flops, device_type, resolve_device, setup_training
 from model import GPT, GPTConfig
-from tokenizer import load_tokenizer, tokenizer_from_dict
+from tokenizer import load_tokenizer
 
 # -----------------------------------------------------------------------------------------------------------
 # I/O
@@ -50,6 +52,9 @@ init_from = "auto"  # 'auto' resumes out_dir/ckpt.pt if there is one, else 'scra
 final_eval = True  # after the last iteration, the loss over the whole val split, in nats/char and bits/byte
 sample_interval = 0  # print a short sample every this many iterations (0: never)
 sample_tokens = 200  # the length of those samples, in tokens
+wandb_log = False  # also log to Weights & Biases (pip install wandb; WANDB_MODE=offline works without a network)
+wandb_project = "owt"  # its project
+wandb_run_name = "gpt2"  # its run name
 # data
 dataset = "openwebtext"  # a folder under data/ made by data/prepare.py, or a path to one
 gradient_accumulation_steps = 5 * 8  # micro-steps per optimizer step, counted over all processes together
@@ -87,9 +92,14 @@ seed = 1337  # seeds the initialisation, the batches and dropout
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: the datasheet on known GPUs, else measured here
 # -----------------------------------------------------------------------------------------------------------
 one_line_errors()  # bad input ends the run with one line, `error: ...`
-sys.stdout.reconfigure(line_buffering=True)  # `python train.py > log &` shows each line as it happens
+if hasattr(sys.stdout, "reconfigure"):  # a notebook's output has no such method
+    sys.stdout.reconfigure(line_buffering=True)  # `python train.py > log &` shows each line as it happens
 defaults = configurator.settings_of(globals())
 config = configurator.configure(globals(), sys.argv[1:], doc=__doc__)  # the settings, as the checkpoint keeps them
+
+check_settings(config)  # every one, before anything is read, built or written (checks.py)
+if wandb_log:
+    import wandb
 
 # -----------------------------------------------------------------------------------------------------------
 # Processes and devices: one process, or one per GPU under torchrun, each with a slice of the global batch
@@ -102,46 +112,44 @@ if gradient_accumulation_steps % world:
                       f"number of processes ({world}): the global batch is split among them")
 gradient_accumulation_steps //= world
 ckpt_path, log_path = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "log.jsonl")
-if master:
-    try:  # fail now, not after an hour of training, if out_dir cannot take a checkpoint
-        os.makedirs(out_dir, exist_ok=True)
-        tempfile.TemporaryFile(dir=out_dir).close()
-        if os.path.exists(ckpt_path + ".tmp"):
-            os.remove(ckpt_path + ".tmp")  # what a run killed while saving leaves behind
-    except OSError as e:
-        raise ConfigError(f"out_dir {out_dir} is not writable ({e.strerror}); choose another with --out_dir") from None
 torch.manual_seed(seed + rank)  # different dropout masks per process; DDP broadcasts rank 0's initial weights
 ctx = autocast(device, dtype)
+interrupted = []  # Ctrl-C or SIGTERM: the loop saves a checkpoint after the step it is in, then stops
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda *_: interrupted.append(True))
 
 # -----------------------------------------------------------------------------------------------------------
 # Data: the token shards and the tokenizer that data/prepare.py made (data/shards.py has the format)
 data_path = find_data_dir(dataset)
 meta = read_meta(data_path)
-tokenizer = load_tokenizer(data_path)
+tokenizer = load_tokenizer(data_path, meta)
 data_vocab = meta["vocab_size"]
 log(f"data: {data_path} ({tokenizer.name} tokenizer, {data_vocab:,} tokens in the vocabulary, "
     f"{meta['splits']['train']['tokens']:,} train / {meta['splits']['val']['tokens']:,} val tokens)")
 
 # -----------------------------------------------------------------------------------------------------------
 # The model: resumed from out_dir's checkpoint, new, or OpenAI's GPT-2
-mode = init_from if init_from != "auto" else "resume" if os.path.exists(ckpt_path) else "scratch"
-iter_num, best_val_loss, state = 0, float("inf"), None
+if os.path.exists(ckpt_path) and (init_from in ("auto", "resume") or init_from != "scratch" and not eval_only):
+    mode = "resume"  # a rerun, also of a fine-tune: out_dir's own checkpoint, not the pretrained weights again
+elif init_from == "resume":
+    raise ckpt.CheckpointError(f"init_from=resume but {ckpt_path} does not exist; use init_from=auto or scratch")
+else:
+    mode = "scratch" if init_from == "auto" else init_from
+iter_num, best_val_loss, train_seconds, state = 0, float("inf"), 0.0, None  # train_seconds: what max_seconds counts
 if mode == "resume":
-    log(f"resuming from {ckpt_path}")
+    began = f" (a run that began from {init_from})" if init_from not in ("auto", "resume") else ""
+    log(f"resuming from {ckpt_path}{began}")
     state = ckpt.load(ckpt_path)
-    model_args = {**GPTConfig().to_dict(), **state["model_args"], "dropout": dropout}
-    for k in ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "gelu"):
-        if config[k] != defaults[k] and config[k] != model_args[k]:
-            raise ckpt.CheckpointError(f"{ckpt_path} was trained with {k}={model_args[k]}, but {k}={config[k]} was "
-                                       f"given: drop the override, or use another out_dir")
-    if state.get("tokenizer") and tokenizer_from_dict(state["tokenizer"]).to_dict() != tokenizer.to_dict():
-        raise ckpt.CheckpointError(f"{ckpt_path} was trained with a different tokenizer than {data_path} uses: use "
-                                   f"the same dataset, or another out_dir")
-    if model_args["vocab_size"] < data_vocab:
-        raise ckpt.CheckpointError(f"{ckpt_path} has vocab_size {model_args['vocab_size']} but the data has "
-                                   f"{data_vocab} tokens: use the dataset it was trained on, or another out_dir")
-    model = ckpt.model_from({**state, "model_args": model_args})
-    iter_num, best_val_loss, block_size = state["iter_num"], state["best_val_loss"], model_args["block_size"]
+    model_args = ckpt.check_resume(state, ckpt_path, {k: v for k, v in config.items() if v != defaults[k]}, tokenizer)
+    model = ckpt.model_from({**state, "model_args": {**model_args, "dropout": dropout}})
+    iter_num, best_val_loss, block_size = state["iter_num"], float(state["best_val_loss"]), model_args["block_size"]
+    train_seconds = state.get("train_seconds", 0.0)
+    if (iter_num >= max_iters or 0 < max_seconds <= train_seconds) and not eval_only:
+        log(f"nothing left to do: {ckpt_path} is at iteration {iter_num} after {train_seconds:.0f} s of training "
+            f"(max_iters={max_iters}, max_seconds={max_seconds:g}); raise them to train on")
+        sys.exit(0)
+    if master and os.path.exists(log_path):
+        plot.keep_log_until(out_dir, iter_num)  # the log shows the trajectory this checkpoint continues
 elif mode == "scratch":
     if vocab_size and vocab_size < data_vocab:
         raise ConfigError(f"vocab_size={vocab_size} is smaller than the data's tokenizer ({data_vocab} tokens): "
@@ -183,11 +191,19 @@ if state is not None:  # everything that makes the resumed run continue exactly 
     optimizer.load_state_dict(state["optimizer"])
     if "scaler" in state:
         scaler.load_state_dict(state["scaler"])
-    sampler.set_state(state["rng"]["sampler"])
-    torch.set_rng_state(state["rng"]["torch"][rank % len(state["rng"]["torch"])])
-    if device_type(device) == "cuda" and state["rng"].get("cuda"):
-        torch.cuda.set_rng_state(state["rng"]["cuda"][rank % len(state["rng"]["cuda"])])
+    if "rng" in state:
+        rng = state["rng"]
+        sampler.set_state(rng["sampler"])
+        torch.set_rng_state(rng["torch"][rank % len(rng["torch"])])
+        if device_type(device) == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state(rng["cuda"][rank % len(rng["cuda"])])
+    else:
+        log("note: the checkpoint holds no random states (nanoGPT's): batches and dropout start afresh")
 state = None  # free the memory
+if master:
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(ckpt_path + ".tmp"):
+        os.remove(ckpt_path + ".tmp")  # what a run killed while saving leaves behind
 start_iter = iter_num  # a resumed run does not rewrite the checkpoint it just loaded
 
 raw_model = model
@@ -210,7 +226,7 @@ def estimate_loss() -> dict:
     for i, (split, data) in enumerate((("train", train_data), ("val", val_data))):
         starts = data.draw(torch.Generator().manual_seed(seed + 1000 + i), eval_iters)
         total = torch.zeros(2, device=device)
-        for k in range(rank, eval_iters, world):
+        for k in tqdm(range(rank, eval_iters, world), desc=f"eval {split}", leave=False, disable=not progress):
             X, Y = data.get(starts[k])
             with ctx:
                 _, loss = model(X, Y)
@@ -248,8 +264,9 @@ def save_checkpoint():
         rng["torch"] = [None] * world
         dist.all_gather_object(rng["torch"], torch.get_rng_state())
     state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(), model_args=model_args,
-                 config=config, iter_num=iter_num, best_val_loss=best_val_loss, rng=rng,
-                 tokenizer=tokenizer.to_dict(), dataset=os.path.abspath(data_path))
+                 config=config, iter_num=iter_num, best_val_loss=best_val_loss, rng=rng, train_seconds=train_seconds,
+                 tokenizer=tokenizer.to_dict(), dataset=os.path.abspath(data_path),
+                 documents=meta["splits"]["train"].get("documents", 1))  # 1: sample.py starts a sample with "\n"
     if scaler.is_enabled():
         state["scaler"] = scaler.state_dict()
     if master:
@@ -261,6 +278,8 @@ def log_json(**entry):
     if master:
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
+        if wandb_log:
+            wandb.log(entry, step=entry["iter"])
 
 
 @torch.no_grad()
@@ -277,13 +296,27 @@ def sample_text() -> str:
 
 peak, peak_source = (peak_flops, "given") if peak_flops else device_peak_flops(device, dtype)
 log(f"device: {device}, {dtype}, peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
+progress = master and sys.stderr.isatty()  # progress bars on a terminal, never in a log file
+if wandb_log and master:
+    wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 
 # -----------------------------------------------------------------------------------------------------------
 # The training loop
 t_start = t0 = time.time()
-train_seconds = 0.0  # time in training steps only: what max_seconds budgets
-running_mfu = -1.0
+running_mfu, step_time = -1.0, 0.0
 while True:
+    stop = bool(interrupted)
+    if ddp:  # every process stops after the same step
+        flag = torch.tensor(float(stop), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop = bool(flag.item())
+    if stop:
+        if iter_num > start_iter:
+            save_checkpoint()
+        log(f"interrupted at iteration {iter_num}: rerun the same command to continue from here")
+        if ddp:
+            dist.destroy_process_group()
+        sys.exit(130)
     lr = get_lr(iter_num, train_seconds)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -344,24 +377,27 @@ while True:
         dist.broadcast(clock, 0)
         train_seconds = clock.item()
     iter_num += 1
+    step_time = 0.9 * step_time + 0.1 * (t1 - t_step) if step_time else t1 - t_step
     if iter_num % log_interval == 0 and master:
         tok_s = tokens_per_iter / dt
         mfu = raw_model.estimate_mfu(tok_s / world, peak)  # per device: peak is one device's
         running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
+        left = max(max_seconds - train_seconds, 0) if max_seconds else (max_iters - iter_num) * step_time
         log(f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {dt * 1000:.1f}ms, {tok_s:,.0f} tok/s "
-            f"({tok_s / world:,.0f} per process), mfu {running_mfu * 100:.1f}%")
+            f"({tok_s / world:,.0f} per process), mfu {running_mfu * 100:.1f}%, {left / 60:.1f} min left")
         log_json(iter=iter_num, loss=lossf, lr=lr, ms=dt * 1000, tokens_per_sec=tok_s, mfu=mfu,
                  tokens=iter_num * tokens_per_iter, time=time.time() - t_start)
 
 # -----------------------------------------------------------------------------------------------------------
 # The final report: the loss over every token of the val split, comparable across tokenizers
+signal.signal(signal.SIGINT, signal.default_int_handler)  # everything is saved: Ctrl-C may now stop at once
 if final_eval and not eval_only and master:
-    split = meta["splits"]["val"]
+    split, t0 = meta["splits"]["val"], time.time()
     nats, count = loss_eval.total_loss(raw_model, windows(val_data.shards, block_size, batch_size), tokenizer.n_vocab,
                                        device, ctx, desc="final eval")
     r = loss_eval.report(nats, count, split["chars"], split["bytes"])
     log(f"final val over all {count:,} tokens: {r['nats_per_token']:.4f} nats/token, {r['nats_per_char']:.4f} "
-        f"nats/char, {r['bits_per_byte']:.4f} bits/byte")
+        f"nats/char, {r['bits_per_byte']:.4f} bits/byte ({time.time() - t0:.0f} s)")
     log_json(iter=iter_num, final_val_loss=r["nats_per_token"], val_nats_per_char=r["nats_per_char"],
              val_bits_per_byte=r["bits_per_byte"])
 if ddp:

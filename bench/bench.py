@@ -37,7 +37,7 @@ from devices import (  # noqa: E402
 )
 from model import GPT, GPTConfig  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the model and the step, as in train.py
 dataset = "openwebtext"  # real tokens from this prepared dataset when it exists, else random ones
 gradient_accumulation_steps = 1  # micro-steps per optimizer step
@@ -102,7 +102,7 @@ def median(xs):  # robust to another process taking the CPU for a moment
 
 
 def main(argv: list[str]):
-    with open(os.path.join(ROOT, "train.py"), encoding="utf-8") as f:  # its settings: `name = value  # ...`
+    with open(os.path.join(_ROOT, "train.py"), encoding="utf-8") as f:  # its settings: `name = value  # ...`
         train_settings = re.findall(r"^(\w+) = ", f.read(), re.M)
     configurator.configure(globals(), argv, doc=__doc__, verbose=False, ignore=train_settings)
     dev, dt = resolve_device(device, dtype)

@@ -11,7 +11,6 @@ column. The uncached path runs at batch 1 only (at batch 8 it is compute bound a
 Each timed path is run --repeats times, alternating with the others, and the best time counts.
 """
 
-import argparse
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
 import speedups  # noqa: E402
+from common import ArgumentParser  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 SHAPES = {"124M": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257),
@@ -65,15 +65,18 @@ def fmt(v: float | None, spec: str = "{:8.1f}") -> str:
     return spec.format(v) if v is not None else "-".rjust(len(spec.format(0.0)))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", default="124M,30M", help="comma-separated: 124M, 30M")
-    parser.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
-    parser.add_argument("--new_tokens", default="256,512", help="comma-separated numbers of new tokens")
+def main(argv=None):
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--shapes", default="124M,30M", help="model shapes, comma-separated: 124M, 30M "
+                        "(default 124M,30M)")
+    parser.add_argument("--batch", default="1,8", help="batch sizes, comma-separated (default 1,8)")
+    parser.add_argument("--new_tokens", default="256,512", help="numbers of new tokens, comma-separated "
+                        "(default 256,512)")
     parser.add_argument("--skip_uncached", action="store_true", help="don't time our uncached path")
     parser.add_argument("--skip_hf", action="store_true", help="don't time transformers' generate")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per path (best counts); uncached: once")
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=2, help="runs per path, the best counting; the uncached "
+                        "one runs once (default 2)")
+    args = parser.parse_args(argv)
 
     gbs = bandwidth_gbs()
     print(f"threads {torch.get_num_threads()}, read bandwidth {gbs:.1f} GB/s at start (the ceiling uses the best "

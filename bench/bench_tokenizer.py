@@ -11,7 +11,6 @@ words are frequent, as in real text), numbers, source code, base64 blobs and whi
 Absolute numbers depend on the text; the comparison is like for like (same text, same run).
 """
 
-import argparse
 import base64
 import glob
 import itertools
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's root
 from bpe import read_lines, train_tokenizer  # noqa: E402
+from common import ArgumentParser  # noqa: E402
 from tokenizer import EOT  # noqa: E402
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "tinyshakespeare.txt"
@@ -81,14 +81,13 @@ def synthetic_text(n_bytes: int, seed: int = 0) -> str:
     return "".join(parts)
 
 
-def main() -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
-    parser.add_argument("--mb", type=float, default=100, help="MB of training text")
-    parser.add_argument("--vocab_size", type=int, default=5000)
-    parser.add_argument("--input", default="", help="glob of UTF-8 text files (default: synthetic)")
-    parser.add_argument("--heldout_mb", type=float, default=5, help="MB of held-out text to encode")
-    args = parser.parse_args()
+def main(argv=None):
+    parser = ArgumentParser(__doc__)
+    parser.add_argument("--mb", type=float, default=100, help="MB of training text (default 100)")
+    parser.add_argument("--vocab_size", type=int, default=5000, help="tokens in the vocabulary (default 5000)")
+    parser.add_argument("--input", default="", help="glob of UTF-8 text files (default: synthetic text)")
+    parser.add_argument("--heldout_mb", type=float, default=5, help="MB of held-out text to encode (default 5)")
+    args = parser.parse_args(argv)
     from tokenizers import ByteLevelBPETokenizer
 
     # 1) the text: training part written to a file (the library's trainer reads files), plus held-out text

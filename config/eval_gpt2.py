@@ -5,6 +5,8 @@
 
 nanoGPT reports val loss 3.12 (train 3.11) on OpenWebText. --init_from=DIR evaluates a local Hugging Face-format
 folder instead (offline); --dataset=... any dataset prepared with GPT-2's tokenizer.
+On a 2-core CPU a batch of 8 x 1024 tokens takes 28 s (measured over 8), the 1,000 batches about 8 hours; a GPU
+is the place for it.
 """
 
 out_dir = "out-eval-gpt2"  # only log.jsonl (and a plot) is written here; no checkpoint

@@ -6,7 +6,9 @@
 
 init_from can also be gpt2-medium/-large/-xl (more memory: lower batch_size, raise accumulation), or a
 local Hugging Face-format folder (offline). The data must use GPT-2's tokenizer. Only a better val loss is
-saved: on ~300k tokens GPT-2 starts to overfit within a few dozen iterations.
+saved: on ~300k tokens GPT-2 starts to overfit within a few dozen iterations. On a 2-core CPU an iteration of
+16,384 tokens takes 2.3 minutes (measured over 3, with a local GPT-2 124M), the 20 about 50 minutes; on a
+GPU, seconds.
 """
 
 out_dir = "out-shakespeare-ft"

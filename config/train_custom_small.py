@@ -6,8 +6,8 @@
 
 prepare.py trains a byte-level BPE on your text (data/custom/vocab.json + merges.txt, GPT-2 format) and
 tokenizes with it; train.py takes the vocabulary size from data/custom/meta.json, and the checkpoint
-carries the tokenizer, so sample.py needs nothing else. ~8M parameters; 5,000 steps of 16 x 32 tokens
-take roughly 10-20 minutes on a laptop CPU (lower --max_iters to try it first).
+carries the tokenizer, so sample.py needs nothing else. ~8M parameters; on a 2-core CPU a step takes 0.2 s
+(measured on tinyshakespeare with a 5,000-token BPE), the 5,000 steps about 18 minutes.
 """
 
 out_dir = "out-custom"

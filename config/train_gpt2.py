@@ -5,7 +5,8 @@
 
 On 8x A100 40GB this reaches a val loss of ~2.85 in about 4 days (nanoGPT's figure). The global batch,
 12 sequences x 1024 tokens x 40 micro-steps = 491,520 tokens, is the same for any number of processes:
-gradient_accumulation_steps is divided among them.
+gradient_accumulation_steps is divided among them. A GPU recipe: on a 2-core CPU a micro-step of 12 x 1024
+tokens takes 100 s (measured), an optimizer step about an hour.
 """
 
 dataset = "openwebtext"

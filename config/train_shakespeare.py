@@ -1,33 +1,35 @@
-"""A small GPT on a ~1 MB text with GPT-2's tokenizer, on a CPU in a few minutes (any text works alike).
+"""The quick start: a Shakespeare model of your own in under four minutes on a 2-core CPU, from nothing.
 
-    python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare   # GPT-2's tokenizer
-    python train.py config/train_shakespeare.py
+    python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare_bpe8k --tokenizer=bpe --vocab_size=8192
+    python train.py config/train_shakespeare.py       # 1.56 nats/char on the val split; 3 min 46 s measured here
     python sample.py --checkpoint=out-shakespeare -p "ROMEO:"
 
-Small data overfits quickly: dropout, a short context and frequent evaluation keep that in view.
+config/shakespeare_60s.py with a 200 s budget instead of 42 s: a BPE of 8,192 tokens trained on the text
+(prepare, ~2 s), a 4-layer GPT of width 128 on windows of 64 tokens. The run stops after 200 s of training
+steps whatever the machine's speed, with the cosine decay following the clock. For better samples, the
+committed checkpoint's recipe: config/train_shakespeare_bpe.py (1.49 nats/char in 47 min).
 """
 
 out_dir = "out-shakespeare"
-dataset = "shakespeare"
-eval_interval = 250
-eval_iters = 20
-log_interval = 10
-always_save_checkpoint = False  # keep the best val loss, not the last
-sample_interval = 250
+dataset = "shakespeare_bpe8k"  # its own BPE of 8,192 tokens: the command above
+max_seconds = 200.0  # of training steps; start-up, the two evaluations and the final report add ~25 s
+max_iters = 1_000_000  # the clock ends the run
+eval_interval = 1_000_000  # evaluate at the start and the end only
+eval_iters = 10
+log_interval = 200
+always_save_checkpoint = False
 
 gradient_accumulation_steps = 1
-batch_size = 12
+batch_size = 8
 block_size = 64
-
 n_layer = 4
 n_head = 4
 n_embd = 128
-dropout = 0.1
+dropout = 0.0  # a few minutes are far too few to overfit
+bias = False
 
-learning_rate = 1e-3
-max_iters = 2000
-lr_decay_iters = 2000
-min_lr = 1e-4
-beta2 = 0.99  # a little higher: few tokens per step
-warmup_iters = 100
-
+learning_rate = 2e-3
+warmup_iters = 30
+min_lr = 2e-4
+beta2 = 0.99
+weight_decay = 0.1

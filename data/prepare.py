@@ -1,203 +1,112 @@
 """
-Turn text into the token shards that train.py reads (data/shards.py has the format).
+Turn text into the token shards that train.py reads (data/shards.py has the format; corpus.py reads the files).
 
-    python data/prepare.py                                   # OpenWebText -> data/openwebtext/
     python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare   # -> data/shakespeare/
     python data/prepare.py --input="quotes/*.txt" --split=%   # short documents separated by a '%' line
-    python data/prepare.py --input=posts.jsonl.gz --tokenizer=bpe --vocab_size=5000  # your own vocabulary
+    python data/prepare.py --input=titles.txt --split=line    # one document per line
+    python data/prepare.py --input=posts.csv --column=body --tokenizer=bpe --vocab_size=5000  # your vocabulary
+    python data/prepare.py --input=more.txt --tokenizer=data/custom   # the same tokenizer as data/custom
+    python data/prepare.py                                    # OpenWebText -> data/openwebtext/
 
 A text that is one document (one file, no --split) is split like nanoGPT's shakespeare: its first
 1-val_fraction goes to train, the rest to val. Otherwise each document goes to val with probability
-val_fraction (seeded), and at least one does. Documents are separated by <|endoftext|>. Text is read,
-tokenized (tiktoken, in parallel threads) and written in bounded batches, so memory stays flat whatever the
-corpus size.
+val_fraction (seeded), and each split gets at least one. Documents are separated by <|endoftext|>. Text is
+read, tokenized (in parallel threads) and written in bounded batches: memory stays flat whatever the size.
 """
 
-import argparse
-import glob
-import gzip
+import collections
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
-from collections.abc import Iterator
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
-from bpe import train_tokenizer  # noqa: E402
-from common import atomic_write, one_line_errors  # noqa: E402
+import corpus  # noqa: E402
+from common import ArgumentParser, atomic_write, check_writable, one_line_errors  # noqa: E402
 from data.shards import DATA_ROOT, VERSION, DataError, ShardWriter  # noqa: E402
-from tokenizer import get_gpt2_tokenizer  # noqa: E402
-
-CHUNK_BYTES = 4 << 20  # a big text file is read and tokenized in pieces of about this size
-OWT_DOCUMENTS = 8_013_769  # for the progress bar
-_PLAIN = set(range(0x21, 0x7F))  # printable ASCII, no whitespace
+from tokenizer import save_tokenizer  # noqa: E402
 
 
-def _decode(b: bytes) -> str:
-    return b.decode("utf-8", errors="replace")  # invalid UTF-8 becomes U+FFFD (counted in prepare's report)
-
-
-def read_txt_document(path: str, cut_fraction: float | None = None) -> Iterator[tuple[str, str]]:
-    """Yield one text file as (split, text) pieces of ~4 MB, so a huge file never sits in memory.
-
-    Pieces end at a newline with printable characters on both sides: GPT-2's pre-tokenizer always makes such a
-    newline a piece of its own, so encoding the pieces gives exactly the tokens of the whole text. With
-    cut_fraction, the bytes after that fraction (moved to a character boundary) go to "val"."""
-    cut_at = None if cut_fraction is None else int(os.path.getsize(path) * cut_fraction)
-    split, buf, size, pos = "train", [], 0, 0
-    with open(path, "rb") as f:
-        for line in f:
-            if cut_at is not None and pos + len(line) > cut_at:
-                k = cut_at - pos
-                while k < len(line) and (line[k] & 0xC0) == 0x80:  # skip UTF-8 continuation bytes
-                    k += 1
-                yield split, _decode(b"".join(buf) + line[:k])
-                split, buf, size, line, cut_at = "val", [], 0, line[k:], None
-            elif size >= CHUNK_BYTES and line[:1] and line[0] in _PLAIN and buf[-1][-2:-1] and buf[-1][-2] in _PLAIN:
-                yield split, _decode(b"".join(buf))
-                buf, size = [], 0
-            pos, size = pos + len(line), size + len(line)
-            buf.append(line)
-    yield split, _decode(b"".join(buf))
-
-
-def read_jsonl(path: str) -> Iterator[str]:
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(_decode(line))["text"]
-                assert isinstance(text, str)
-            except (ValueError, KeyError, TypeError, AssertionError):
-                raise DataError(f"{path} line {lineno}: expected a JSON object with a string 'text' field") from None
-            yield text
-
-
-def read_split_documents(path: str, delimiter: str) -> Iterator[str]:
-    """Short documents separated by a line holding only the delimiter (a blank line if it is empty)."""
-    doc: list[str] = []
-    with open(path, "rb") as f:  # a delimiter after the last line ends the last document
-        for line in itertools.chain(map(_decode, f), [delimiter]):
-            if line.strip() != delimiter:
-                doc.append(line)
-                continue
-            if "".join(doc).strip():
-                yield "".join(doc).strip("\n")
-            doc = []
-
-
-def read_openwebtext() -> Iterator[str]:
-    """OpenWebText through `datasets`, streamed: no full copy in RAM, nor a second one on disk. Its parquet
-    export, because the original loading script stopped working in datasets 3."""
-    from datasets import load_dataset
-
-    for example in load_dataset("Skylion007/openwebtext", revision="refs/convert/parquet", split="train",
-                                streaming=True):
-        yield example["text"]
-
-
-def expand_inputs(pattern: str) -> list[str]:
-    files = sorted(f for p in pattern.split(",") for f in (glob.glob(p, recursive=True) or [p]))
-    missing = [f for f in files if not os.path.isfile(f)]
-    if missing:
-        raise DataError(f"input {missing[0]} not found: give a file, a glob like 'texts/*.txt' or a list "
-                        f"separated by commas")
-    return files
-
-
-def iter_documents(files: list[str] | None, split: str | None, val_fraction: float, seed: int):
-    """Yield (split, text, starts_document) pieces, in a fixed order for a given seed. Documents are routed one
-    behind, so that the last one can go to val if none did before it."""
-    if files is not None and len(files) == 1 and split is None and not files[0].endswith((".jsonl", ".gz")):
+def iter_documents(files: list[str] | None, split: str | None, val_fraction: float, seed: int, column: str = "text",
+                   hints=None):
+    """Yield (split, text, starts_document) pieces, in a fixed order for a given seed."""
+    if files is not None and len(files) == 1 and split is None and not files[0].endswith(corpus.TABLES):
         first = {"train": True, "val": True}  # one document: nanoGPT's split, the last val_fraction is val
-        for part, text in read_txt_document(files[0], cut_fraction=1 - val_fraction):
+        for part, text in corpus.read_txt_document(files[0], cut_fraction=1 - val_fraction, lines=hints):
             yield part, text, first[part]
             first[part] = False
         return
-    rng = np.random.default_rng(seed)
-    pending, any_val = None, False
-    for doc in documents(files, split):
-        if pending is not None:
+    rng, pending, seen = np.random.default_rng(seed), None, set()
+    for doc in itertools.chain(corpus.documents(files, split, column, hints), [None]):
+        if pending is not None:  # routed one behind, so that the last document can fill a split still empty
             where = "val" if rng.random() < val_fraction else "train"
-            any_val |= where == "val"
+            if doc is None and {"train", "val"} - seen:
+                where = "val" if "val" not in seen else "train"
+            seen.add(where)
             yield from ((where, t, i == 0) for i, t in enumerate(pending))
         pending = doc
-    if pending is not None:
-        where = "val" if (not any_val or rng.random() < val_fraction) else "train"
-        yield from ((where, t, i == 0) for i, t in enumerate(pending))
-
-
-def documents(files: list[str] | None, split: str | None) -> Iterator[tuple[str, ...]]:
-    """Every document as a tuple of its pieces (a long .txt file comes in several)."""
-    if files is None:
-        yield from ((d,) for d in read_openwebtext())
-    for path in files or []:
-        if path.endswith((".jsonl", ".jsonl.gz")):
-            yield from ((d,) for d in read_jsonl(path))
-        elif split is not None:
-            yield from ((d,) for d in read_split_documents(path, split))
-        else:
-            yield tuple(text for _, text in read_txt_document(path))
 
 
 def prepare(files: list[str] | None, out_dir: str, tokenizer_name: str = "gpt2", vocab_size: int = 5000,
             split: str | None = None, val_fraction: float = 0.1, seed: int = 1337, num_proc: int = 8,
-            progress: bool = True) -> dict:
+            progress: bool = True, column: str = "text") -> dict:
     """Tokenize the documents into out_dir's shards and meta.json; returns the meta dict."""
-    from tqdm import tqdm
-
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
-    os.makedirs(out_dir, exist_ok=True)
-    t0 = time.time()
-    if tokenizer_name == "bpe":  # a vocabulary fit to this corpus, trained on the train split only
-        print(f"training a byte-level BPE tokenizer with {vocab_size} tokens on the train split...")
-        train_docs = (text for part, text, _ in iter_documents(files, split, val_fraction, seed) if part == "train")
-        tok = train_tokenizer(train_docs, vocab_size=vocab_size, out_dir=out_dir)
-        print(f"tokenizer trained in {time.time() - t0:.1f}s, saved vocab.json and merges.txt in {out_dir}")
-    elif tokenizer_name == "gpt2":
-        tok = get_gpt2_tokenizer()
-    else:
-        raise DataError(f"unknown --tokenizer={tokenizer_name}: use gpt2 or bpe")
+    check_writable(out_dir)
+    created = not os.path.exists(out_dir)
+    try:
+        return write_shards(files, out_dir, tokenizer_name, vocab_size, split, val_fraction, seed, num_proc, progress,
+                            column)
+    except BaseException:
+        if created:  # a run that fails leaves no folder behind (an existing one keeps what it had)
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
 
+
+def write_shards(files, out_dir, tokenizer_name, vocab_size, split, val_fraction, seed, num_proc, progress, column):
+    from tqdm import tqdm
+
+    t0, hints = time.time(), collections.Counter()
+    docs = lambda: iter_documents(files, split, val_fraction, seed, column, hints)  # noqa: E731
+    tok = corpus.tokenizer_for(tokenizer_name, vocab_size, docs)
+    os.makedirs(out_dir, exist_ok=True)
+    if tok.name == "bpe":
+        save_tokenizer(tok, out_dir)  # vocab.json + merges.txt beside the shards (GPT-2's format)
     stats = {s: dict(shards=[], tokens=0, documents=0, chars=0, bytes=0, replaced=0) for s in ("train", "val")}
     writers = {s: ShardWriter(out_dir, s, tok.n_vocab) for s in stats}
-    total_bytes = sum(os.path.getsize(f) for f in files) if files else None
-    bar = tqdm(total=total_bytes or OWT_DOCUMENTS, unit="B" if files else "doc", unit_scale=True,
+    bar = tqdm(total=sum(os.path.getsize(f) for f in files) if files else None, unit="B", unit_scale=True,
                desc=f"tokenizing ({tok.name})", disable=not progress)
     batch, batched = [], 0
-    for piece in iter_documents(files, split, val_fraction, seed):
+    hints.clear()  # counted again by the pass below
+    for piece in docs():
         batch.append(piece)
         batched += len(piece[1])
-        if batched >= CHUNK_BYTES * 2:  # encode a few MB at a time, on num_proc threads
-            write_batch(batch, tok, writers, stats, num_proc, bar, by_bytes=bool(files))
+        if batched >= 2 * corpus.CHUNK_BYTES:  # encode a few MB at a time, on num_proc threads
+            write_batch(batch, tok, writers, stats, num_proc, bar)
             batch, batched = [], 0
-    write_batch(batch, tok, writers, stats, num_proc, bar, by_bytes=bool(files))
+    write_batch(batch, tok, writers, stats, num_proc, bar)
     bar.close()
     for part, w in writers.items():
         stats[part]["shards"] = w.close()
         if stats[part]["tokens"] == 0:
             raise DataError(f"the {part} split is empty: the input has no text (or too little for "
-                            f"val_fraction={val_fraction})")
+                            f"val_fraction={val_fraction}, or a single document: see --split)")
     replaced = sum(st.pop("replaced") for st in stats.values())
     meta = dict(format="gpt-shards", version=VERSION, tokenizer=tok.name, vocab_size=tok.n_vocab,
                 eot_token=tok.eot_token, dtype=writers["train"].dtype.name, splits=stats, decode_errors=replaced,
-                source=files or "openwebtext", seed=seed, val_fraction=val_fraction)
+                source=files or "openwebtext", seed=seed, val_fraction=val_fraction,
+                **({"chars": tok.chars} if tok.name == "char" else {}))
     atomic_write(os.path.join(out_dir, "meta.json"), lambda f: json.dump(meta, f, indent=1), text=True)
-    if replaced:
-        print(f"warning: {replaced} invalid UTF-8 sequences were replaced by U+FFFD")
-    for part, st in stats.items():
-        print(f"{part}: {st['documents']:,} documents, {st['tokens']:,} tokens, "
-              f"{st['bytes'] / max(st['tokens'], 1):.2f} bytes/token, in {len(st['shards'])} shard(s)")
-    print(f"wrote {out_dir} in {time.time() - t0:.1f}s")
+    report(meta, hints if split is None else None, time.time() - t0, out_dir)
     return meta
 
 
-def write_batch(batch: list, tok, writers: dict, stats: dict, num_proc: int, bar, by_bytes: bool):
+def write_batch(batch: list, tok, writers: dict, stats: dict, num_proc: int, bar):
     """Encode a batch of (split, text, starts_document) pieces and append them to their split's shards."""
     for (part, text, starts), ids in zip(batch, tok.encode_batch([text for _, text, _ in batch], num_proc)):
         st = stats[part]
@@ -208,21 +117,34 @@ def write_batch(batch: list, tok, writers: dict, stats: dict, num_proc: int, bar
         nbytes = len(text.encode("utf-8"))
         st["tokens"], st["chars"], st["bytes"] = st["tokens"] + len(ids), st["chars"] + len(text), st["bytes"] + nbytes
         st["replaced"] += text.count("\ufffd")
-        bar.update(nbytes if by_bytes else int(starts))
+        bar.update(nbytes)
+
+
+def report(meta: dict, hints, seconds: float, out_dir: str):
+    if meta["decode_errors"]:
+        print(f"warning: {meta['decode_errors']} invalid UTF-8 sequences were replaced by U+FFFD")
+    for part, st in meta["splits"].items():
+        print(f"{part}: {st['documents']:,} documents, {st['tokens']:,} tokens, "
+              f"{st['bytes'] / max(st['tokens'], 1):.2f} bytes/token, in {len(st['shards'])} shard(s)")
+    if hints:
+        corpus.print_hint(hints)
+    print(f"wrote {out_dir} in {seconds:.1f}s")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(__doc__)
     parser.add_argument("--input", help="text file(s): a path, a glob or a comma-separated list (.txt, .jsonl, "
-                        ".jsonl.gz); default: OpenWebText from the Hugging Face hub")
+                        ".jsonl.gz, .csv, .tsv) (default: OpenWebText from the Hugging Face hub)")
     parser.add_argument("--name", help="output goes to data/NAME/ (default: the input's file name)")
-    parser.add_argument("--out_dir", help="output folder (instead of data/NAME/)")
-    parser.add_argument("--split", help="a line holding only this text separates documents in .txt files (e.g. "
-                        "%%); an empty string splits on blank lines (default: one document per file)")
-    parser.add_argument("--tokenizer", default="gpt2", choices=["gpt2", "bpe"],
-                        help="GPT-2's tokenizer, or train a byte-level BPE on this data (default gpt2)")
-    parser.add_argument("--vocab_size", type=int, default=5000, help="vocabulary size for --tokenizer=bpe "
-                        "(default 5000)")
+    parser.add_argument("--out_dir", help="output folder, instead of data/NAME/")
+    parser.add_argument("--split", help="in .txt files, a line holding only this text separates documents (e.g. "
+                        "%%; '' splits on blank lines), or 'line': each line is one (default: a document per file)")
+    parser.add_argument("--column", default="text", help="the field of .jsonl, or the column of .csv/.tsv, that "
+                        "holds the text (default text)")
+    parser.add_argument("--tokenizer", default="gpt2", help="gpt2; bpe (train one on this text); char (its "
+                        "characters); or a folder with vocab.json + merges.txt, a data folder, a checkpoint to "
+                        "reuse theirs (default gpt2)")
+    parser.add_argument("--vocab_size", type=int, default=5000, help="tokens for --tokenizer=bpe (default 5000)")
     parser.add_argument("--val_fraction", type=float, default=None,
                         help="fraction held out for validation (default 0.1; 0.0005 for OpenWebText)")
     parser.add_argument("--num_proc", type=int, default=os.cpu_count() or 1, help="tokenizer threads (default: "
@@ -230,11 +152,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1337, help="seed of the train/val assignment (default 1337)")
     args = parser.parse_args(argv)
 
-    files = expand_inputs(args.input) if args.input else None
+    if args.vocab_size < 257:
+        raise DataError(f"--vocab_size={args.vocab_size} is too small: need >= 257 (256 bytes + <|endoftext|>)")
+    if not 1 <= args.num_proc <= 1024 or not 0 <= args.seed < 2**32:
+        raise DataError(f"need 1 <= --num_proc <= 1024 and 0 <= --seed < 2**32, got {args.num_proc} and {args.seed}")
+    if "" in (args.name, args.out_dir) or os.sep in (args.name or ""):
+        raise DataError("--name must be a plain name (data/NAME/) and --out_dir a folder; neither can be empty")
+    files = corpus.expand_inputs(args.input) if args.input is not None else None
     name = args.name or (os.path.basename(files[0]).split(".")[0] if files else "openwebtext")
     val_fraction = args.val_fraction if args.val_fraction is not None else (0.1 if files else 0.0005)
     prepare(files, args.out_dir or os.path.join(DATA_ROOT, name), args.tokenizer, args.vocab_size, args.split,
-            val_fraction, args.seed, args.num_proc)
+            val_fraction, args.seed, args.num_proc, progress=sys.stderr.isatty(), column=args.column)
 
 
 if __name__ == "__main__":

@@ -95,8 +95,12 @@ def read_meta(data_dir: str) -> dict:
     """Read and sanity-check data_dir/meta.json."""
     path = os.path.join(data_dir, "meta.json")
     if not os.path.isdir(data_dir):
-        raise DataError(f"data directory {data_dir} does not exist; prepare it first: python data/prepare.py "
-                        f"--input=YOUR_TEXT --name={os.path.basename(data_dir)}")
+        raise DataError(f"data folder {data_dir} {'is a file' if os.path.exists(data_dir) else 'does not exist'}; "
+                        f"prepare one: python data/prepare.py --input=YOUR_TEXT --name={os.path.basename(data_dir)}")
+    if not os.path.exists(path) and os.path.isfile(os.path.join(data_dir, "train.bin")):
+        import compat  # nanoGPT's headerless train.bin / val.bin
+
+        return compat.data_meta(data_dir)
     if not os.path.exists(path):
         raise DataError(f"{data_dir} has no meta.json (empty or unprepared); run data/prepare.py for it")
     try:
@@ -123,7 +127,8 @@ class Batches:
         paths = [os.path.join(data_dir, name) for name in meta["splits"][split]["shards"]]
         # checksums cost a second on a split under 1 GB; on OpenWebText's 17 GB, minutes at every start
         verify = sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) < 2**30
-        self.shards = [read_shard(p, verify) for p in paths]
+        raw = meta["format"] == "nanogpt"  # headerless uint16 files
+        self.shards = [np.memmap(p, dtype=np.uint16, mode="r") if raw else read_shard(p, verify) for p in paths]
         self.block_size, self.batch_size, self.device = block_size, batch_size, device
         self.vocab_size = meta["vocab_size"]
         starts = [max(len(s) - block_size, 0) for s in self.shards]  # the valid window starts of each shard

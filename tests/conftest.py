@@ -41,6 +41,17 @@ def text_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bpe_data(tmp_path_factory) -> Path:
+    """A small dataset with a 320-token BPE: the model is tiny and an iteration takes milliseconds."""
+    from data.prepare import prepare
+
+    src = tmp_path_factory.mktemp("bpe") / "corpus.txt"
+    src.write_text(sample_text(100_000), encoding="utf-8")
+    prepare([str(src)], str(src.parent / "data"), "bpe", 320, num_proc=1, progress=False)
+    return src.parent / "data"
+
+
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory, text_file) -> Path:
     """A prepared GPT-2-tokenized dataset (~50k tokens)."""
     out = tmp_path_factory.mktemp("data") / "corpus"

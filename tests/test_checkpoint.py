@@ -46,7 +46,7 @@ def test_sample_uses_committed_checkpoint_by_default():
 
 def test_no_checkpoint_means_untrained_gpt2_with_a_warning(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ckpt, "DEFAULT", str(tmp_path))
-    model, tok, desc = ckpt.load_for_inference(None, "cpu")
+    model, tok, desc, _ = ckpt.load_for_inference(None, "cpu")
     assert "untrained" in desc and tok.name == "gpt2" and model.config.n_layer == 12
     assert "UNTRAINED" in capsys.readouterr().err
 

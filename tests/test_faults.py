@@ -44,16 +44,6 @@ def env(tmp_path_factory) -> dict:
     return {"PYTHONPATH": str(stub.parent)}
 
 
-@pytest.fixture(scope="module")
-def bpe_data(tmp_path_factory) -> Path:
-    """A small dataset with a 320-token BPE: the model is tiny and an iteration takes milliseconds."""
-    src = tmp_path_factory.mktemp("bpe") / "corpus.txt"
-    src.write_text(sample_text(100_000), encoding="utf-8")
-    out = src.parent / "data"
-    prepare([str(src)], str(out), "bpe", 320, num_proc=1, progress=False)
-    return out
-
-
 def train_cmd(data, out, *extra) -> list[str]:
     return [PY, str(ROOT / "train.py"), f"--dataset={data}", f"--out_dir={out}", *TINY,
             f"--eval_interval={EVAL}", "--peak_flops=1e12", *extra]

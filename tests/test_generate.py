@@ -1,8 +1,12 @@
 """KV-cache generation: equal to the uncached reference, stopping, nucleus sampling, batching, sample.py."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
-from conftest import TINY, run
+from conftest import ROOT, TINY, run
 
 from model import GPT, GPTConfig
 from speedups import decoding_copies
@@ -169,10 +173,10 @@ def test_generate_text_stream_utf8(ckpt):
     from ckpt import load_for_inference
     from sample import generate_text
 
-    model, tok, _ = load_for_inference(str(ckpt), "cpu")
+    model, tok, _, _ = load_for_inference(str(ckpt), "cpu")
     pieces = []
     torch.manual_seed(0)
-    [text] = generate_text(model, tok, "héllo ✓", 60, temperature=1.5, top_k=None, stop_at_eot=False,
+    [text] = generate_text(model, tok, ["héllo ✓"], 60, temperature=1.5, top_k=None, stop_at_eot=False,
                            stream=pieces.append)
     assert "".join(pieces) == text and text.startswith("héllo ✓")
     assert all(p.encode("utf-8").decode("utf-8") == p for p in pieces)
@@ -193,3 +197,36 @@ def test_decode_row_blocks_any_thread_count():
         torch.set_num_threads(threads)
     b_tok, b_logits = steps(model, x, 20, temperature=0, vocab_limit=61, use_cache=False)
     assert torch.equal(a_tok, b_tok) and (a_logits - b_logits).abs().max().item() < 1e-4
+
+
+def test_many_prompts_in_one_run_equal_each_alone(ckpt):
+    # prompts of different lengths: rows of the same length run as one batch, and every row's greedy tokens
+    # are those of its prompt sampled alone
+    from ckpt import load_for_inference
+    from sample import generate_text
+
+    model, tok, _, _ = load_for_inference(str(ckpt), "cpu")
+    prompts = ["The", "To be or not", "Hello, my good lord", "A", "The king"]
+    assert len({len(tok.encode(p)) for p in prompts}) < len(prompts)  # some lengths repeat: real batches
+    with decoding_copies(model, tok.n_vocab):
+        batch = generate_text(model, tok, prompts, 20, num_samples=2, temperature=0, stop_at_eot=False)
+        alone = [generate_text(model, tok, [p], 20, temperature=0, stop_at_eot=False)[0] for p in prompts]
+    assert batch == [t for t in alone for _ in range(2)]
+
+
+def test_sample_to_a_file_without_prompts_and_interactive(ckpt, tmp_path):
+    (tmp_path / "prompts.txt").write_text("The\n\nTo be or not\nHello\n")
+    common = [f"--checkpoint={ckpt}", "-m", "8", "--temperature=0", "--no_stop"]
+    p = run("sample.py", *common, f"--prompt_file={tmp_path / 'prompts.txt'}", "--prompts_per_line",
+            f"--out={tmp_path / 's.jsonl'}", "--no_prompt")
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["The", "To be or not", "Hello"] and p.stdout == ""
+    assert "wrote 3 sample(s)" in p.stderr and all(r["temperature"] == 0 and r["max_new_tokens"] == 8 for r in rows)
+    alone = run("sample.py", *common, "-p", "To be or not").stdout
+    assert alone == "To be or not" + rows[1]["text"] + "\n"  # --no_prompt: the new text only
+    run("sample.py", *common, "-p", "The", "-p", "Hello", f"--out={tmp_path / 's.txt'}")
+    assert (tmp_path / "s.txt").read_text().count("-" * 40) == 1
+    p = subprocess.run([sys.executable, str(ROOT / "sample.py"), *common, "-i"], input="The\nTo be or not\n",
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0 and p.stdout.count("> ") == 3  # two prompts, then the end of the input
+    assert rows[1]["text"] in p.stdout  # each continuation as sampling it alone gives it

@@ -14,49 +14,48 @@ import export  # noqa: E402
 from bpe import train_tokenizer  # noqa: E402
 from hf import PretrainedError  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
+from speedups import decoding_copies  # noqa: E402
 from tokenizer import get_gpt2_tokenizer  # noqa: E402
 
 TEXTS = ["Hello, I'm a language model,", "  two  spaces\tand a tab\n\nnew lines", "ROMEO: Wherefore art thou?",
          "Ünïcödé — “quotes” 日本語 🙂 123,456.78", "don't won't they'll I'VE", ""]
 
 
-def all_logits(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """Logits at every position, computed from the modules directly (independent of forward's API)."""
-    t = model.transformer
-    x = t.wte(idx) + t.wpe(torch.arange(idx.size(1)))
-    for block in t.h:
-        x = block(x)
-    return model.lm_head(t.ln_f(x))
-
-
-def greedy(model: GPT, idx: torch.Tensor, n: int) -> torch.Tensor:
-    for _ in range(n):
-        idx = torch.cat([idx, all_logits(model, idx)[:, -1].argmax(-1, keepdim=True)], dim=1)
-    return idx
-
-
-def hf_model(tmp_path, **cfg) -> tuple:
-    """A randomly initialised transformers GPT-2, saved with save_pretrained."""
+def hf_model(tmp_path, std: float = 0.0, **cfg) -> tuple:
+    """A randomly initialised transformers GPT-2, saved with save_pretrained. std > 0 draws its matrices with
+    that spread instead of 0.02: large activations, so that a mistake of scale (attention's 1/sqrt(d)) shows."""
     torch.manual_seed(0)
     cfg.setdefault("bos_token_id", cfg.get("vocab_size", 50257) - 1)
     cfg.setdefault("eos_token_id", cfg.get("vocab_size", 50257) - 1)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if std and p.dim() == 2:
+                p.normal_(0, std)
     model.save_pretrained(tmp_path)
     return model, tmp_path
 
 
+def close(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Equal to 1e-5 of the largest value: relative, so that logits of any size are held to the same bar."""
+    return (got - want).abs().max().item() <= 1e-5 * want.abs().max().item()
+
+
 def check_same(theirs, ours: GPT, vocab: int, new_tokens: int = 32):
-    """Logits to <= 1e-4 in fp32 on random input, and identical greedy continuations."""
+    """The same logits on random input; and transformers' generate() against ours (the KV cache, and the CPU's
+    decoding copies as sample.py uses them): the same greedy tokens and the same logits at every step."""
     torch.manual_seed(1)
     x = torch.randint(0, vocab, (2, 24))
     with torch.no_grad():
-        want = theirs(x).logits
-        got = all_logits(ours.eval(), x)[..., :vocab]
-        assert (want - got).abs().max().item() <= 1e-4
+        assert close(ours.eval()(x, x)[0][..., :vocab], theirs(x).logits)
         prompt = x[:1, :8]
-        ref = theirs.generate(prompt, max_new_tokens=new_tokens, do_sample=False,
-                              attention_mask=torch.ones_like(prompt), pad_token_id=0)
-        assert torch.equal(greedy(ours, prompt, new_tokens), ref)
+        ref = theirs.generate(prompt, max_new_tokens=new_tokens, do_sample=False, output_logits=True,
+                              return_dict_in_generate=True, attention_mask=torch.ones_like(prompt), pad_token_id=0)
+        with decoding_copies(ours, vocab):
+            steps = list(ours.generate_tokens(prompt, new_tokens, temperature=0, vocab_limit=vocab))
+    n = len(ref.logits)  # transformers stops early at its eos token; ours goes on
+    assert torch.equal(torch.cat([prompt, *[t for t, _, _ in steps[:n]]], 1), ref.sequences)
+    assert close(torch.stack([logits for _, logits, _ in steps[:n]]), torch.stack(ref.logits))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def test_load_124m_matches_transformers(gpt2_124m):
 
 
 def test_hub_style_file_through_the_download_route(gpt2_124m, tmp_path, monkeypatch):
-    # the hub's layout: no "transformer." prefix, plus every block's causal-mask buffer (see INTEROP-NOTES)
+    # the hub's layout: no "transformer." prefix, plus every block's causal-mask buffer (hf.py says more)
     theirs, d = gpt2_124m
     sd = {k.removeprefix("transformer."): v for k, v in load_file(d / "model.safetensors").items()}
     mask = torch.tril(torch.ones(1024, 1024)).view(1, 1, 1024, 1024)
@@ -100,7 +99,7 @@ def test_hub_style_file_through_the_download_route(gpt2_124m, tmp_path, monkeypa
 
 
 def test_small_custom_vocab(tmp_path):
-    theirs, d = hf_model(tmp_path, n_layer=2, n_head=4, n_embd=64, vocab_size=300, n_positions=64)
+    theirs, d = hf_model(tmp_path, std=0.3, n_layer=2, n_head=4, n_embd=64, vocab_size=300, n_positions=64)
     check_same(theirs, GPT.from_pretrained(str(d)), 300)
 
 
@@ -122,11 +121,12 @@ def ours_checkpoint(path, tok, bias: bool, vocab_size: int, gelu: str = "tanh"):
     args = dict(n_layer=2, n_head=2, n_embd=32, block_size=64, bias=bias, vocab_size=vocab_size, dropout=0.0,
                 gelu=gelu)
     model = GPT(GPTConfig(**args))
-    if bias:  # non-zero biases, so that a mistake in mapping them shows
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith(".bias"):
-                    p.normal_(0, 0.1)
+    with torch.no_grad():  # large weights and non-zero biases, so that a mistake of scale or mapping shows
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+            elif name.endswith(".bias") and bias:
+                p.normal_(0, 0.1)
     torch.save(dict(model=model.state_dict(), model_args=args, tokenizer=tok.to_dict(), iter_num=0), path)
     return model
 

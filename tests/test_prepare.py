@@ -5,7 +5,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import run
+from conftest import SHAKESPEARE, TINY, run
 
 from data.prepare import prepare
 from data.shards import HEADER_BYTES, DataError, read_meta, read_shard
@@ -55,11 +55,11 @@ def test_blank_line_split_and_min_one_val_document(tmp_path):
 
 
 def test_large_document_in_chunks_gives_same_tokens(tmp_path, monkeypatch):
-    import data.prepare as prep
+    import corpus
 
     text = "".join(f"Word{i} and  more   spaces\n\n  indented {i}\nplain line\n" for i in range(3000))
     (tmp_path / "big.txt").write_text(text, encoding="utf-8")
-    monkeypatch.setattr(prep, "CHUNK_BYTES", 2000)  # force many pieces
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 2000)  # force many pieces
     prepare([str(tmp_path / "big.txt")], str(tmp_path / "out"), val_fraction=0.1, progress=False)
     tok = get_gpt2_tokenizer()
     meta = read_meta(str(tmp_path / "out"))
@@ -113,3 +113,32 @@ def test_prepare_bad_input(tmp_path, args, msg):
     args = [a.format(empty=tmp_path / "empty.txt") for a in args]
     p = run("data/prepare.py", *args, f"--out_dir={tmp_path / 'o'}", check=False)
     assert p.returncode != 0 and msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_several_shards(tmp_path, monkeypatch):
+    # a dataset of many small shards: prepare rolls over, Batches draws across them, the final report reads all
+    import torch
+
+    import data.shards as shards
+
+    monkeypatch.setattr(shards, "SHARD_TOKENS", 1000)
+    text = SHAKESPEARE.read_text(encoding="utf-8")[:40_000]
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    meta = prepare([str(tmp_path / "t.txt")], str(tmp_path / "d"), val_fraction=0.5, progress=False)
+    names = meta["splits"]["train"]["shards"] + meta["splits"]["val"]["shards"]
+    assert len(meta["splits"]["val"]["shards"]) >= 4 and names[1] == "train_001.bin"
+    ids = np.concatenate([read_shard(str(tmp_path / "d" / n)) for n in names])
+    tok = get_gpt2_tokenizer()
+    cut = len(tok.decode(ids[: meta["splits"]["train"]["tokens"]]))  # the first half went to train, the rest to val
+    assert ids.tolist() == tok.encode(text[:cut]) + tok.encode(text[cut:])
+    val = shards.Batches(str(tmp_path / "d"), meta, "val", 32, 4, "cpu")
+    for g in (0, 968, 969, 2000, int(val.cum[-1]) - 1):  # window starts in the first, second and last shards
+        x, y = val.get(torch.tensor([g]))
+        flat = np.concatenate(val.shards)
+        k = int(np.searchsorted(val.cum, g, side="right"))
+        start = g + 32 * k  # each shard before it has 32 positions that cannot start a window
+        assert x[0].tolist() == flat[start : start + 32].tolist()
+        assert y[0].tolist() == flat[start + 1 : start + 33].tolist()
+    p = run("train.py", f"--dataset={tmp_path / 'd'}", f"--out_dir={tmp_path / 'o'}", *TINY, "--max_iters=1",
+            "--final_eval=True")
+    assert f"final val over all {sum(len(s) - 1 for s in val.shards):,} tokens" in p.stdout

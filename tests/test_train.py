@@ -23,7 +23,7 @@ def test_train_writes_outputs_and_loss_falls(tmp_path, data_dir):
     assert (out / "ckpt.pt").exists() and (out / "log.jsonl").exists()
     evals = [r for r in map(json.loads, open(out / "log.jsonl")) if "val_loss" in r]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 1.0  # from ~ln(50304)=10.8 down
-    assert "nats/char" in p.stdout and "sample at step 30" in p.stdout
+    assert "nats/char" in p.stdout and "sample at step 30" in p.stdout and "min left" in p.stdout
     ckpt = load_checkpoint(str(out / "ckpt.pt"))
     assert ckpt["iter_num"] == 30 and ckpt["tokenizer"]["name"] == "gpt2"
     assert ckpt["config"]["max_iters"] == 30 and ckpt["model_args"]["vocab_size"] == 50304

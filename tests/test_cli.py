@@ -1,0 +1,205 @@
+"""Bad input, everywhere: every setting of train.py and every flag of sample.py, data/prepare.py, export.py,
+eval.py and bpe.py, given boundary values (0, -1, huge, empty, NaN, a wrong type, a folder, a file, a path that
+does not exist), either works or stops with one line, `error: ...`, exit status 1, no traceback, and nothing
+written. The scripts run in this process (runpy / main()) so that hundreds of runs take a minute; the contract
+they are held to is what common.one_line_errors() turns into that one line. Also: every script answers --help,
+every config file loads, and the error messages a user met are the ones listed in the docstring of each test."""
+
+import argparse
+import contextlib
+import io
+import os
+import runpy
+import shutil
+import signal
+import sys
+
+import pytest
+from conftest import ROOT, SHAKESPEARE, run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bpe
+import common
+import eval as eval_script
+import export
+import sample
+from data import prepare
+
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_generate  # noqa: E402
+import bench_tokenizer  # noqa: E402
+
+USER_ERRORS = (ValueError, OSError, MemoryError, FloatingPointError)
+
+
+def outcome(fn) -> str:
+    """'ok', or the one-line error fn ended with (as the scripts print it); fails the test on anything else."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            fn()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            lines = [line for line in err.getvalue().splitlines() if line.startswith("error: ")]
+            assert e.code == 1 and len(lines) == 1, (e.code, err.getvalue()[-2000:])
+            return lines[0]
+    except USER_ERRORS as e:
+        assert "\n" not in str(e) and str(e), f"not one line: {e!r}"
+        return f"error: {e}"
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # train.py installs its own handlers
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return "ok"
+
+
+def values_for(default, tmp) -> list:
+    """The boundary values for a setting of this default's type."""
+    paths = ["", str(tmp), str(tmp / "a_file"), str(tmp / "missing" / "x")]
+    if isinstance(default, bool) or default is None:
+        return ["maybe", "", "2", "None"]
+    if isinstance(default, int):
+        return ["0", "-1", str(10**30), "abc", "", "1.5"]
+    if isinstance(default, float):
+        return ["0", "-1", "nan", "inf", "1e300", "abc"]
+    return [*paths, "x"]
+
+
+def train_settings() -> dict:
+    """train.py's settings and their defaults: its source up to the line where they are read."""
+    ns = {"__file__": str(ROOT / "train.py")}
+    exec((ROOT / "train.py").read_text(encoding="utf-8").split("\none_line_errors()")[0], ns)
+    return {k: v for k, v in ns.items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, type(None)))}
+
+
+BASE = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=2", "--eval_iters=1",
+        "--max_iters=2", "--eval_interval=2", "--log_interval=1", "--device=cpu", "--peak_flops=1e12",
+        "--final_eval=False", "--sample_tokens=4", "--compile=False"]
+SLOW = {"compile": ["True"]}  # valid values left out: torch.compile on a CPU takes half a minute
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    (d / "a_file").write_text("not a folder\n")
+    return d
+
+
+@pytest.mark.parametrize("name", sorted(train_settings()))
+def test_every_train_setting(name, tmp, bpe_data, monkeypatch):
+    default = train_settings()[name]
+    monkeypatch.chdir(tmp)  # relative paths land here
+
+    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(value=st.sampled_from(values_for(default, tmp)))
+    def check(value):
+        out = tmp / f"out-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+        args = [a for a in [f"--dataset={bpe_data}", f"--out_dir={out}", *BASE] if not a.startswith(f"--{name}=")]
+        monkeypatch.setattr(sys, "argv", ["train.py", *args, f"--{name}={value}"])
+        result = outcome(lambda: runpy.run_path(str(ROOT / "train.py"), run_name="__main__"))
+        assert result == "ok" or not out.exists() or any(out.iterdir()), f"--{name}={value!r}: empty {out} left"
+
+    check()
+
+
+FLAGS = {  # script: (main, the flags and the kinds of value they take, the arguments that make a valid call)
+    "sample.py": (sample.main, dict(max_new_tokens=int, num_samples=int, temperature=float, top_k=int, top_p=float,
+                                    repetition_penalty=float, seed=int, device=str, dtype=str, checkpoint=str,
+                                    init_from=str, out_dir=str, prompt=str, prompt_file=str, stop=str, out=str,
+                                    compile=bool), ["-m", "2", "--device=cpu"]),
+    "data/prepare.py": (prepare.main, dict(input=str, name=str, out_dir=str, split=str, column=str, tokenizer=str,
+                                           vocab_size=int, val_fraction=float, num_proc=int, seed=int), []),
+    "export.py": (export.main, dict(checkpoint=str, out_dir=str, half=str), []),
+    "eval.py": (eval_script.main, dict(checkpoint=str, input=str, split=str, batch_size=int, block_size=int,
+                                       hellaswag=str, limit=int, device=str), ["--device=cpu"]),
+    "bpe.py": (bpe.main, dict(input=str, vocab_size=int, out_dir=str, max_mb=float), []),
+}
+
+
+def valid_call(script, tmp, text) -> list[str]:
+    ckpt = str(ROOT / "tests" / "fixtures" / "pre_redesign" / "ckpt.pt")
+    return {"sample.py": [f"--checkpoint={ckpt}"], "export.py": [f"--checkpoint={ckpt}", f"--out_dir={tmp / 'hf'}"],
+            "data/prepare.py": [f"--input={text}", f"--out_dir={tmp / 'prepared'}"],
+            "eval.py": [f"--checkpoint={ckpt}", f"--input={text}"],
+            "bpe.py": [f"--input={text}", f"--out_dir={tmp / 'tok'}", "--vocab_size=300"]}[script]
+
+
+@pytest.mark.parametrize("script,flag", [(s, f) for s, (_, flags, _) in FLAGS.items() for f in flags])
+def test_every_flag(script, flag, tmp, monkeypatch):
+    main, flags, extra = FLAGS[script]
+    monkeypatch.chdir(tmp)
+    text = tmp / "text.txt"
+    text.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:3000])
+    default = {int: 0, float: 0.0, bool: False, str: ""}[flags[flag]]
+
+    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(value=st.sampled_from(values_for(default, tmp)))
+    def check(value):
+        args = [a for a in [*valid_call(script, tmp, text), *extra] if not a.startswith(f"--{flag}=")]
+        outcome(lambda: main([*args, f"--{flag}={value}"]))
+
+    check()
+
+
+@pytest.mark.parametrize("module", [sample, prepare, export, eval_script, bpe, bench_generate, bench_tokenizer])
+def test_every_flag_has_help_and_its_default(module, monkeypatch):
+    parsers = []
+
+    class Spy(common.ArgumentParser):
+        def parse_args(self, *args, **kwargs):
+            parsers.append(self)
+            raise SystemExit(0)
+
+    monkeypatch.setattr(module, "ArgumentParser", Spy)
+    with pytest.raises(SystemExit):
+        module.main([])
+    for action in parsers[0]._actions:
+        assert action.help, action.option_strings
+        if action.default not in (None, False, [], argparse.SUPPRESS):
+            assert "default" in action.help, (action.option_strings, action.help)
+
+
+@pytest.mark.parametrize("script", ["train.py", "bench/bench.py", "sample.py", "plot.py"])
+def test_help_runs(script):
+    p = run(script, "--help")
+    assert p.returncode == 0 and "usage:" in p.stdout
+    if script in ("train.py", "bench/bench.py"):  # each setting, its default and what it does, on one line
+        settings_ = [line for line in p.stdout.split("settings:")[1].splitlines() if " = " in line]
+        assert settings_ and all("  # " in line for line in settings_), [x for x in settings_ if "  # " not in x]
+
+
+@pytest.mark.parametrize("config", sorted(os.listdir(ROOT / "config")))
+def test_every_config_file_loads(config, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py", str(ROOT / "config" / config), "--help"])
+    assert outcome(lambda: runpy.run_path(str(ROOT / "train.py"), run_name="__main__")) == "ok"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["sample.py", "--top_k=-1"], "top_k must be a positive number of tokens"),
+    (["sample.py", "--checkpoint=README.md"], "README.md is not a checkpoint"),
+    (["train.py", "--batch_size=0"], "batch_size must be > 0"),
+    (["train.py", "--gradient_accumulation_steps=0"], "gradient_accumulation_steps must be > 0"),
+    (["train.py", "--eval_interval=0"], "eval_interval must be > 0"),
+    (["train.py", "--log_interval=0"], "log_interval must be > 0"),
+    (["train.py", "--device=cuda"], "device=cuda is not available"),
+    (["train.py", "--eval_iters=0"], "eval_iters must be > 0"),
+    (["data/prepare.py", "--out_dir=OUT"], "cannot reach OpenWebText"),
+])
+def test_the_errors_users_met(args, message, tmp_path):
+    """Each of these once gave a traceback or a wrong message; now one line, run as a user runs it."""
+    args = [a.replace("OUT", str(tmp_path / "owt")) for a in args]
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    p = run(*args, *(["--dataset=nothing"] if args[0] == "train.py" else []), check=False, env=env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and "Traceback" not in p.stderr and lines[-1].startswith("error: ") and \
+        message in lines[-1], p.stderr
+    assert not (tmp_path / "owt").exists()  # nothing left behind
+
+
+def test_no_checkpoint_yet(tmp_path):
+    (tmp_path / "out-custom").mkdir()
+    p = run("sample.py", f"--checkpoint={tmp_path / 'out-custom'}", check=False)
+    assert p.returncode == 1 and "holds no checkpoint yet: train.py saves one at every eval_interval" in p.stderr
