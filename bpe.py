@@ -14,23 +14,23 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 
-from common import ArgumentParser, check_writable, one_line_errors
+from common import ArgumentParser, check_writable, in_range, one_line_errors
 from tokenizer import EOT, Tokenizer, TokenizerError, bpe_tokenizer, bytes_to_unicode, save_tokenizer
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str | None = None,
                     max_chars: int = 256 * 2**20) -> Tokenizer:
-    """Train a byte-level BPE (GPT-2 style) on documents, and save it in out_dir if given.
+    """Train a byte-level BPE on documents, and save it in out_dir if given.
 
-    Every byte is a token, so any text round-trips; ids are laid out like GPT-2's: 256 bytes, then the merges
-    in order, then <|endoftext|> last. n_vocab can come out below vocab_size when a small corpus runs out of
-    pairs seen at least twice. At most the first max_chars characters are used (256M settle tens of thousands
-    of merges), handed to the trainer in batches of ~64K; the trainer keeps counts of words, not the text."""
+    Ids are laid out like GPT-2's: 256 bytes, the merges in order, <|endoftext|> last. n_vocab comes out below
+    vocab_size when a small corpus runs out of pairs seen twice. Only the first max_chars characters are used;
+    the trainer keeps counts of words, not the text."""
+    if not 257 <= vocab_size <= 10**7:
+        raise TokenizerError(f"vocab_size={vocab_size} is too {'small' if vocab_size < 257 else 'large'}: "
+                             f"need 257 (256 bytes + {EOT}) to 10,000,000")
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers, trainers
 
-    if vocab_size < 256 + 1:
-        raise TokenizerError(f"vocab_size={vocab_size} is too small: need >= 257 (256 bytes + {EOT})")
     # ByteLevel with use_regex=True splits text with GPT-2's regex, exactly as tiktoken's r50k_pat_str does;
     # min_frequency=2 as in ByteLevelBPETokenizer: a pair seen once is noise
     hf = HFTokenizer(models.BPE())
@@ -44,12 +44,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str |
         batch, size = [], 0
         for text in texts:
             batch.append(text)
-            size, n_chars = size + len(text), n_chars + len(text)
-            if size >= 1 << 16 or n_chars >= max_chars:
+            size += len(text)
+            n_chars += len(text)
+            if n_chars >= max_chars:
+                break
+            if size >= 1 << 16:
                 yield batch
                 batch, size = [], 0
-            if n_chars >= max_chars:
-                return
         yield batch
 
     hf.train_from_iterator(batches(), trainer=trainer)
@@ -86,18 +87,15 @@ def main(argv=None):
     parser.add_argument("--vocab_size", type=int, default=5000, help="tokens in the vocabulary, including the 256 "
                         "bytes and <|endoftext|> (default 5000)")
     parser.add_argument("--out_dir", required=True, help="where to write vocab.json and merges.txt")
-    parser.add_argument("--max_mb", type=float, default=256, help="train on the first this many million characters "
-                        "(default 256)")
+    parser.add_argument("--max_mb", type=in_range(0.01, 1e6, kind=float), default=256, help="train on the first "
+                        "this many million characters (default 256)")
     args = parser.parse_args(argv)
     files = sorted(f for f in glob.glob(args.input, recursive=True) if os.path.isfile(f))
     if not files:
         raise TokenizerError(f"no files match --input={args.input!r}")
-    if not 0 < args.max_mb < float("inf") or args.vocab_size > 10**7:
-        raise TokenizerError(f"need 0 < --max_mb < inf and --vocab_size <= 10**7, got {args.max_mb} and "
-                             f"{args.vocab_size}")
     check_writable(args.out_dir)
-    t0, max_chars = time.time(), int(args.max_mb * 1e6)
-    tok = train_tokenizer(read_lines(files), args.vocab_size, args.out_dir, max_chars)
+    t0 = time.time()
+    tok = train_tokenizer(read_lines(files), args.vocab_size, args.out_dir, int(args.max_mb * 1e6))
     sample = "".join(itertools.islice(read_lines(files[:1]), 100_000))  # compression on the first lines
     print(f"vocab size {tok.n_vocab}, trained in {time.time() - t0:.1f}s on {len(files)} file(s), saved to "
           f"{args.out_dir}")

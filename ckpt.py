@@ -1,6 +1,5 @@
 """
-Checkpoints: saving them atomically, loading them safely, and the model and tokenizer they hold. Used by
-train.py, sample.py, eval.py and export.py.
+Checkpoints: saving them atomically, loading them safely, and the model and tokenizer they hold.
 
 A checkpoint is a dict written with torch.save: model (the state dict), model_args (GPTConfig's fields),
 tokenizer (Tokenizer.to_dict()), and for resuming: optimizer, iter_num, best_val_loss, rng, config.
@@ -24,7 +23,7 @@ DEFAULT = os.path.join(HERE, "checkpoint")  # the committed checkpoint: what sam
 
 
 class CheckpointError(ValueError):
-    pass
+    """A checkpoint that is missing, damaged, untrusted or does not fit the settings given."""
 
 
 def save(state: dict, path: str):
@@ -69,11 +68,11 @@ def load(path: str) -> dict:
 
 def find(path: str) -> str:
     """A .pt file, or a folder holding ckpt.pt."""
-    found = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
-    if not os.path.exists(found):
-        raise CheckpointError(f"{path} holds no checkpoint yet: train.py saves one at every eval_interval" if
-                              os.path.isdir(path) else f"checkpoint {path} not found; give a .pt file or a folder")
-    return found
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path} not found; give a .pt file or a folder")
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "ckpt.pt")):
+        raise CheckpointError(f"{path} holds no checkpoint yet: train.py saves one at every eval_interval")
+    return os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
 
 
 def model_args(ck: dict) -> dict:
@@ -93,7 +92,7 @@ def check_resume(ck: dict, path: str, given: dict, tokenizer) -> dict:
         raise CheckpointError(f"{path} was trained with a different tokenizer than the data's: use the same "
                               f"dataset (or one prepared with --tokenizer={path}), or another out_dir")
     if args["vocab_size"] < tokenizer.n_vocab:
-        raise CheckpointError(f"{path} has vocab_size {args['vocab_size']} but the data's tokenizer "
+        raise CheckpointError(f"{path} has vocab_size {args['vocab_size']} but the data's tokenizer has "
                               f"{tokenizer.n_vocab} tokens: use the dataset it was trained on, or another out_dir")
     return args
 

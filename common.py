@@ -20,6 +20,19 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(1)
 
 
+def in_range(lo, hi, kind=int):
+    """An argparse type: a `kind` number from lo to hi (both included); anything else is refused in one line."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"need {kind.__name__} from {lo:,} to {hi:,}, got {text!r}")
+        return value
+    return parse
+
+
 def one_line_errors():
     """Print an uncaught user error (a bad setting or file, a full disk: ValueError, OSError, ...) as one line,
     `error: ...`, exit status 1; anything else is a bug and keeps its traceback."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from tokenizer import CharTokenizer, TokenizerError, get_gpt2_tokenizer
 
-REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")  # data.shards imports this module
 
 
 class _PlainData(pickle.Unpickler):

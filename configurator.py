@@ -1,19 +1,15 @@
 """
 nanoGPT's "poor man's configurator", as an importable module with real errors instead of asserts.
 
-A script keeps every setting as a plain top-level variable with its default and a comment saying what it
-does, then calls
+A script keeps every setting as a plain top-level variable with its default and a comment saying what it does,
+then calls `configurator.configure(globals(), sys.argv[1:], doc=__doc__)`. Arguments apply in order:
 
-    config = configurator.configure(globals(), sys.argv[1:], doc=__doc__)
-
-Arguments are applied in order:
     config/FILE.py      a Python file whose top-level assignments override the defaults
     --key=value         one override; the value is parsed as a Python literal when it looks like one
 
-Every key must already exist, and every value must have the default's type (an int is fine where a float is
-expected; booleans accept True/False/true/false/1/0; a setting whose default is None is True, False or None,
-None meaning automatic). Mistakes raise ConfigError with a one-line message. `-h/--help` prints every
-setting with its default and the comment beside it in the script.
+Every key must already exist and every value must have its default's type (an int is fine for a float; a bool,
+or a setting whose default is None, takes True/False/true/false/1/0, and None means automatic). Mistakes raise
+ConfigError in one line. `-h/--help` prints every setting with its default and the comment beside it.
 """
 
 import ast
@@ -74,20 +70,15 @@ def _parse_literal(text: str):
 
 
 def _print_help(settings: dict, namespace: dict, doc: str | None, prog: str):
-    """The script's docstring, then its settings block as written: each setting, its default, and the comment
-    beside it that says what it does (one place for all three)."""
+    """The script's docstring, then its settings block as written: each setting, its default and its comment."""
     print(f"{(doc or '').strip()}\n\nusage: {prog} [config/FILE.py ...] [--key=value ...]\n\nsettings:")
-    try:
-        with open(namespace["__file__"], encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (KeyError, OSError):
-        lines = []
-    at = [i for i, line in enumerate(lines) if line.split(" = ")[0] in settings] or [0, -1]
+    with open(namespace["__file__"], encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    at = [i for i, line in enumerate(lines) if line.split(" = ")[0] in settings]
     end = at[-1] + 1
-    while 0 < end < len(lines) and lines[end].startswith(" "):  # the last setting's comment may go on
+    while end < len(lines) and lines[end].startswith(" "):  # the last setting's comment may go on
         end += 1
-    for line in lines[at[0] : end] or [f"{k} = {v!r}" for k, v in settings.items()]:
-        print(f"  {line}")
+    print("\n".join(f"  {line}" for line in lines[at[0] : end]))
 
 
 def configure(namespace: dict, argv: list[str], doc: str | None = None, verbose: bool = True, ignore=()) -> dict:

@@ -20,7 +20,7 @@ from data.shards import DataError
 from tokenizer import CharTokenizer, get_gpt2_tokenizer, load_tokenizer
 
 CHUNK_BYTES = 4 << 20  # a big text file is read and tokenized in pieces of about this size
-_PLAIN = set(range(0x21, 0x7F))  # printable ASCII, no whitespace
+_PLAIN = {bytes([b]) for b in range(0x21, 0x7F)}  # printable ASCII, no whitespace
 TABLES = (".jsonl", ".jsonl.gz", ".csv", ".tsv")
 
 
@@ -31,10 +31,10 @@ def _decode(b: bytes) -> str:
 def expand_inputs(pattern: str) -> list[str]:
     """The files of a path, a glob or a comma-separated list, each checked to be text."""
     files = sorted(f for p in pattern.split(",") for f in (glob.glob(p, recursive=True) or [p]))
-    missing = [f for f in files if not os.path.isfile(f)]
-    if missing or not files:
-        raise DataError(f"input {missing[0] if missing else pattern!r} not found: give a file, a glob like "
-                        f"'texts/*.txt' or a list separated by commas")
+    missing = [f for f in files if not os.path.isfile(f)]  # a pattern that matches nothing stays as it is
+    if missing:
+        raise DataError(f"input {missing[0]!r} not found: give a file, a glob like 'texts/*.txt' or a list "
+                        f"separated by commas")
     for path in files:  # a binary file would "succeed" as junk tokens: look at its start
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             head = f.read(1 << 16)
@@ -46,7 +46,8 @@ def expand_inputs(pattern: str) -> list[str]:
     return files
 
 
-def read_txt_document(path: str, cut_fraction: float | None = None, lines=None) -> Iterator[tuple[str, str]]:
+def read_txt_document(path: str, lines: collections.Counter,
+                      cut_fraction: float | None = None) -> Iterator[tuple[str, str]]:
     """Yield one text file as (split, text) pieces of ~4 MB, so a huge file never sits in memory.
 
     Pieces end at a newline with printable characters on both sides: GPT-2's pre-tokenizer always makes such a
@@ -57,7 +58,7 @@ def read_txt_document(path: str, cut_fraction: float | None = None, lines=None) 
     split, buf, size, pos = "train", [], 0, 0
     with open(path, "rb") as f:
         for line in f:
-            if lines is not None and len(line) <= 12 and not any(chr(b).isalnum() for b in line):
+            if len(line) <= 12 and not any(chr(b).isalnum() for b in line):
                 lines[line.strip()] += 1
             if cut_at is not None and pos + len(line) > cut_at:
                 k = cut_at - pos
@@ -65,7 +66,7 @@ def read_txt_document(path: str, cut_fraction: float | None = None, lines=None) 
                     k += 1
                 yield split, _decode(b"".join(buf) + line[:k])
                 split, buf, size, line, cut_at = "val", [], 0, line[k:], None
-            elif size >= CHUNK_BYTES and line[:1] and line[0] in _PLAIN and buf[-1][-2:-1] and buf[-1][-2] in _PLAIN:
+            elif size >= CHUNK_BYTES and line[:1] in _PLAIN and buf[-1][-2:-1] in _PLAIN:
                 yield split, _decode(b"".join(buf))
                 buf, size = [], 0
             pos, size = pos + len(line), size + len(line)
@@ -139,7 +140,7 @@ def documents(files: list[str] | None, split: str | None, column: str, hints) ->
         elif split is not None:
             yield from ((d,) for d in read_split_documents(path, split))
         else:
-            yield tuple(text for _, text in read_txt_document(path, lines=hints))
+            yield tuple(text for _, text in read_txt_document(path, hints))
 
 
 def tokenizer_for(name: str, vocab_size: int, docs):
@@ -170,10 +171,10 @@ def tokenizer_for(name: str, vocab_size: int, docs):
 
 
 def print_hint(lines: collections.Counter):
-    """Delimited text read as one document: say how to split it."""
-    marks = sorted(((n, d) for d, n in lines.items() if d), reverse=True)
-    n, delimiter = marks[0] if marks and marks[0][0] >= 3 else (lines[b""], b"")
-    if n >= 3:
-        flag = f"--split={delimiter.decode()}" if delimiter else "--split=''"
-        print(f"note: {n:,} lines hold only {delimiter.decode()!r}: {flag} would make about {n + 1:,} documents of "
-              f"the text (now each file is one); --split=line makes each line one")
+    """Text read as one document with a delimiter line (%, ---, ...) three times or more: say how to split it.
+    Blank lines get no hint: in prose they part paragraphs, not documents."""
+    marks = sorted((n, d) for d, n in lines.items() if d)
+    if marks and marks[-1][0] >= 3:
+        n, shown = marks[-1][0], _decode(marks[-1][1])  # a line of Latin-1 may not be UTF-8
+        print(f"note: {n:,} lines hold only {shown!r}: --split={shown} would make about {n + 1:,} documents of the "
+              f"text (now each file is one); --split=line makes each line one")

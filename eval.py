@@ -5,11 +5,10 @@ Evaluate a checkpoint: its loss over every token of a text, or its HellaSwag acc
     python eval.py --checkpoint=gpt2 --input=my_text.txt --block_size=256   # a text file, as one document
     python eval.py --checkpoint=gpt2 --hellaswag=val                        # downloads it once
 
-The loss, in nats/token, nats/char, bits/byte and perplexity, is computed as train.py's final report computes it
-(loss_eval.py): on a data folder's split, the same numbers. HellaSwag is scored as in karpathy's build-nanogpt:
-each ending, with a leading space, follows the context; acc picks the ending with the lowest total loss over its
-tokens, acc_norm the lowest mean. OpenAI's GPT-2 124M scores acc_norm 0.2955 this way (2,967 of the 10,042
-validation examples); the GPT-3 paper reports 0.337 for its 124M model.
+The loss (nats/token, nats/char, bits/byte, perplexity) is computed by loss_eval.py, as in train.py's final
+report: on a data folder's split, the same numbers. HellaSwag is scored as in karpathy's build-nanogpt: each
+ending, with a leading space, follows the context; acc picks the ending with the lowest total loss over its
+tokens, acc_norm the lowest mean. OpenAI's GPT-2 124M scores acc_norm 0.2955 on the val split this way.
 """
 
 import json
@@ -73,6 +72,9 @@ def hellaswag_examples(source: str, limit: int | None) -> list[dict]:
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot read {path} ({type(e).__name__}): give a HellaSwag .jsonl file, or a split: val, "
                          f"train or test") from None
+    if not lines:
+        raise ValueError(f"{path} holds no examples")
+    examples = []
     for n, line in enumerate(lines, 1):
         try:
             ex = json.loads(line)
@@ -81,9 +83,8 @@ def hellaswag_examples(source: str, limit: int | None) -> list[dict]:
         except (ValueError, KeyError, TypeError, AssertionError):
             raise ValueError(f"{path} line {n} is not a HellaSwag example (a JSON object with a ctx, 4 endings and "
                              f"a label from 0 to 3)") from None
-    if not lines:
-        raise ValueError(f"{path} holds no examples")
-    return [json.loads(line) for line in lines]
+        examples.append(ex)
+    return examples
 
 
 @torch.no_grad()
@@ -122,23 +123,24 @@ def main(argv=None):
         raise ValueError("give either --input (a text file or a data folder) or --hellaswag (a .jsonl file or split)")
     if args.batch_size < 1 or any(v is not None and v < 1 for v in (args.block_size, args.limit)):
         raise ValueError("--batch_size, --block_size and --limit must be at least 1")
-    if args.input and not os.path.exists(args.input):
+    if args.input is not None and not os.path.exists(args.input):
         raise ValueError(f"--input {args.input} not found: give a text file or a data folder made by data/prepare.py")
     device, dtype = resolve_device(args.device, "auto")
-    examples = hellaswag_examples(args.hellaswag, args.limit) if args.hellaswag else None
+    examples = None if args.hellaswag is None else hellaswag_examples(args.hellaswag, args.limit)
     model, tok, desc, _ = ckpt.load_for_inference(args.checkpoint, device)
     print(f"model: {desc}", file=sys.stderr)
     block_size, ctx = args.block_size or model.config.block_size, autocast(device, dtype)
     if block_size > model.config.block_size:
         raise ValueError(f"--block_size={block_size} is longer than the model's context ({model.config.block_size})")
-    if not examples:
+    if examples is None:
         return report_loss(model, tok, args.input, args.split, block_size, args.batch_size, device, ctx)
-    right = torch.zeros(2)  # the examples the lowest total loss (acc) and the lowest mean (acc_norm) get right
+    acc = acc_norm = 0  # the examples the lowest total loss, and the lowest mean loss, get right
     for ex in tqdm(examples, desc="hellaswag", unit="example", leave=False, disable=not sys.stderr.isatty()):
         total, mean = ending_losses(model, tok, ex, device, ctx)
-        right += torch.tensor([int(total.argmin()) == ex["label"], int(mean.argmin()) == ex["label"]])
-    print(f"hellaswag: {int(right[1])}/{len(examples)} acc_norm {right[1] / len(examples):.4f}, "
-          f"acc {right[0] / len(examples):.4f}")
+        acc += int(total.argmin()) == ex["label"]
+        acc_norm += int(mean.argmin()) == ex["label"]
+    n = len(examples)
+    print(f"hellaswag: {acc_norm}/{n} acc_norm {acc_norm / n:.4f}, acc {acc / n:.4f}")
 
 
 if __name__ == "__main__":

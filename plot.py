@@ -27,13 +27,13 @@ def read_log(out_dir: str) -> list[dict]:
 
 
 def keep_log_until(out_dir: str, iter_num: int):
-    """A run resumed at iter_num goes on from there: entries after it (and the evaluation at it, which the
-    resumed run repeats) belong to a trajectory that no checkpoint holds, and are dropped."""
+    """Drop the entries a run resumed at iter_num will write again: those after it, and the evaluation at it."""
     kept = [e for e in read_log(out_dir) if e.get("iter", 0) < iter_num or (e.get("iter") == iter_num and "loss" in e)]
     atomic_write(os.path.join(out_dir, "log.jsonl"), lambda f: f.writelines(json.dumps(e) + "\n" for e in kept), True)
 
 
 def plot_log(out_dir: str, quiet: bool = False) -> str | None:
+    """Write out_dir/loss.png and return its path; None (after one note) without matplotlib."""
     try:
         import matplotlib
 
@@ -46,12 +46,13 @@ def plot_log(out_dir: str, quiet: bool = False) -> str | None:
         return None
     rows = read_log(out_dir)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for key, style, label in (("loss", "-", "train (per step)"), ("train_loss", "o-", "train (eval)"),
-                              ("val_loss", "o-", "val (eval)")):
+    curves = {"loss": ("-", "tab:blue", 0.8, 0.4, "train (per step)"),  # format, color, line width, alpha, label
+              "train_loss": ("o-", "tab:blue", 1.5, 1, "train (eval)"),
+              "val_loss": ("o-", "tab:orange", 1.5, 1, "val (eval)")}
+    for key, (fmt, color, lw, alpha, label) in curves.items():
         points = [(r["iter"], r[key]) for r in rows if key in r]
         if points:
-            ax.plot(*zip(*points), style, ms=3, lw=0.8 if key == "loss" else 1.5, alpha=0.4 if key == "loss" else 1,
-                    color="tab:orange" if key == "val_loss" else "tab:blue", label=label)
+            ax.plot(*zip(*points), fmt, ms=3, lw=lw, alpha=alpha, color=color, label=label)
     tokens = {r["iter"]: r["tokens"] for r in rows if r.get("tokens") and r.get("iter")}
     if tokens:
         per_iter = max(tokens.values()) / max(tokens)

@@ -17,6 +17,7 @@ tokens. The checkpoint carries its config and tokenizer. Programs can call gener
 
 import argparse
 import codecs
+import functools
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ import torch
 
 import ckpt
 import speedups
-from common import ArgumentParser, atomic_write, check_writable, one_line_errors
+from common import ArgumentParser, atomic_write, check_writable, in_range, one_line_errors
 from devices import autocast, resolve_device
 from model import check_sampling
 
@@ -34,39 +35,35 @@ def generate_text(model, tok, prompts: list, max_new_tokens: int = 500, num_samp
                   top_k=200, top_p=None, repetition_penalty=1.0, stop=(), stop_at_eot=True, stream=None,
                   start: str | None = None, echo: bool = True) -> list[str]:
     """Continue each prompt (None: a new document, from `start` or <|endoftext|>) num_samples times; return the
-    texts in order, prompts included. Rows of equal length run as one batch. stream, if given, is called with
-    the text of a single row piece by piece as it is made, its prompt first (unless echo is False)."""
-    def encode(prompt):
-        return tok.encode(prompt) if prompt is not None else tok.encode(start) if start else [tok.eot_token]
-
+    texts in order, each after its prompt unless echo is False. Rows of equal length run as one batch. stream,
+    if given, is called with the text of a single row piece by piece as it is made."""
+    if "" in stop:
+        raise ValueError("a --stop text is empty: give the text that should end a sample")
     rows = [p for p in prompts for _ in range(num_samples)]
-    ids = [encode(p) for p in rows]
-    if stream and len(rows) == 1 and echo:
+    ids = [tok.encode(p) if p is not None else tok.encode(start) if start else [tok.eot_token] for p in rows]
+    stream = stream if len(rows) == 1 else None
+    if stream and echo:
         stream(rows[0] or "")
-    texts = [None] * len(rows)
+    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                    repetition_penalty=repetition_penalty)
+    texts = [""] * len(rows)
     for n in sorted(set(map(len, ids))):
         group = [i for i in range(len(rows)) if len(ids[i]) == n]
         x = torch.tensor([ids[i] for i in group], dtype=torch.long, device=next(model.parameters()).device)
-        made = continue_rows(model, tok, x, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop,
-                             stop_at_eot, stream if len(rows) == 1 else None)
-        for i, text in zip(group, made):
-            texts[i] = (rows[i] or "") + text
+        for i, text in zip(group, continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling)):
+            texts[i] = (rows[i] or "") + text if echo else text
     return texts
 
 
-def continue_rows(model, tok, x, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, stop_at_eot,
-                  stream) -> list[str]:
+def continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling) -> list[str]:
     """The new text of each row of x (B, T), cut at <|endoftext|> and at the first stop text."""
-    if any(s == "" for s in stop):
-        raise ValueError("a --stop text is empty: give the text that should end a sample")
     # tokens are byte-level: one may hold half a UTF-8 character, so only whole characters reach the text
     decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(len(x))]
     texts, done = [""] * len(x), [False] * len(x)
     hold = max((len(s) for s in stop), default=1) - 1  # not shown yet: it may be the start of a stop text
     shown = 0
     eot = [tok.eot_token] if stop_at_eot and tok.eot_token is not None else []
-    for next_tokens, _, finished in model.generate_tokens(x, max_new_tokens, temperature, top_k, top_p,
-                                                          repetition_penalty, tok.n_vocab, stop_tokens=eot):
+    for next_tokens, _, finished in model.generate_tokens(x, vocab_limit=tok.n_vocab, stop_tokens=eot, **sampling):
         for r, t in enumerate(next_tokens[:, 0].tolist()):
             if done[r] or t in eot:
                 done[r] = True
@@ -91,36 +88,32 @@ def continue_rows(model, tok, x, max_new_tokens, temperature, top_k, top_p, repe
 def prompts_of(args) -> list:
     """The prompts: -p/--start (given several times, or nanoGPT's FILE:path), or --prompt_file (one prompt, or one
     per line with --prompts_per_line); none: one new document."""
-    prompts = list(args.prompt)
-    for i, p in enumerate(prompts):
-        if p.startswith("FILE:"):
-            args.prompt_file, prompts[i] = p[5:], None
-    if args.prompt_file:
+    prompts = [p for p in args.prompt if not p.startswith("FILE:")]
+    path = ([p[5:] for p in args.prompt if p.startswith("FILE:")] or [args.prompt_file])[-1]
+    if path:
         try:
-            with open(args.prompt_file, encoding="utf-8", errors="replace") as f:
+            with open(path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
         except OSError as e:
-            raise ValueError(f"cannot read the prompt file {args.prompt_file}: {e.strerror}") from None
+            raise ValueError(f"cannot read the prompt file {path}: {e.strerror}") from None
         lines = [line for line in text.splitlines() if line.strip()] if args.prompts_per_line else [text]
-        prompts = [p for p in prompts if p is not None] + lines
         if not lines:
-            raise ValueError(f"{args.prompt_file} holds no prompt")
-    if any(p == "" for p in prompts):
+            raise ValueError(f"{path} holds no prompt")
+        prompts += lines
+    if "" in prompts:
         raise ValueError("the prompt is empty: give some text with -p, or leave -p out to start a new document")
     return prompts or [None]
 
 
 def main(argv=None):
     args = parse_args(argv)
-    check_sampling(args.temperature, args.top_k or None, args.top_p, args.repetition_penalty)
-    if not 1 <= args.max_new_tokens <= 10**6 or not 1 <= args.num_samples <= 10**4 or not 0 <= args.seed < 2**63:
-        raise ValueError("need 1 <= --max_new_tokens <= 1,000,000, 1 <= --num_samples <= 10,000, 0 <= --seed < 2**63")
+    check_sampling(args.temperature, args.top_k or None, args.top_p, args.repetition_penalty)  # before loading
     prompts, out = prompts_of(args), args.out
     if out is not None:
         check_writable(os.path.dirname(out) or ".")
         if not out or os.path.isdir(out):
             raise ValueError(f"--out={out!r} must name a file")
-    if args.interactive and (out or len(prompts) > 1 or prompts[0] is not None):
+    if args.interactive and (out or prompts != [None]):
         raise ValueError("-i reads its prompts from the terminal: use it without -p, --prompt_file and --out")
     single = len(prompts) * args.num_samples == 1 and not out
     stream = args.interactive or (single and sys.stdout.isatty() if args.stream is None else args.stream)
@@ -134,10 +127,7 @@ def main(argv=None):
     options = dict(max_new_tokens=args.max_new_tokens, num_samples=args.num_samples, temperature=args.temperature,
                    top_k=args.top_k or None, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
                    stop=args.stop, stop_at_eot=not args.no_stop, start=None if documents > 1 else "\n")
-
-    def write(piece: str):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+    write = functools.partial(print, end="", flush=True)
 
     # on a CPU, decoding reads the weights through row-block copies made once (speedups.py)
     with speedups.decoding_copies(model, tok.n_vocab), autocast(device, dtype):
@@ -150,11 +140,10 @@ def main(argv=None):
             if prompt.strip():
                 generate_text(model, tok, [prompt], **options, stream=write, echo=False)
                 print()
-        texts = generate_text(model, tok, prompts, **options, stream=write if stream else None)
-    rows = [p for p in prompts for _ in range(args.num_samples)]
-    if args.no_prompt:
-        texts = [t[len(p or ""):] for t, p in zip(texts, rows)]
+        texts = generate_text(model, tok, prompts, **options, stream=write if stream else None,
+                              echo=not args.no_prompt)
     if out and out.endswith(".jsonl"):  # a JSON object per sample, with its prompt and settings
+        rows = [p for p in prompts for _ in range(args.num_samples)]
         text = "".join(json.dumps(dict(prompt=p, text=t, **options, seed=args.seed, checkpoint=desc)) + "\n"
                        for p, t in zip(rows, texts))
     else:
@@ -173,9 +162,9 @@ def parse_args(argv):
                    "one batch; FILE:path reads it from a file, as nanoGPT's --start) (default: a new document)")
     p.add_argument("--prompt_file", help="read the prompt from this file")
     p.add_argument("--prompts_per_line", action="store_true", help="each line of --prompt_file is a prompt")
-    p.add_argument("-m", "--max_new_tokens", type=int, default=500, help="at most this many new tokens per sample, "
-                   "which ends earlier at <|endoftext|> or a --stop text (default 500)")
-    p.add_argument("-n", "--num_samples", type=int, default=1, help="samples per prompt (default 1)")
+    p.add_argument("-m", "--max_new_tokens", type=in_range(1, 10**6), default=500, help="at most this many new "
+                   "tokens per sample, which ends earlier at <|endoftext|> or a --stop text (default 500)")
+    p.add_argument("-n", "--num_samples", type=in_range(1, 10**4), default=1, help="samples per prompt (default 1)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 sharper, >1 more random "
                    "(default 0.8)")
     p.add_argument("--top_k", type=int, default=200, help="sample among the k likeliest tokens only (0: all; "
@@ -193,7 +182,7 @@ def parse_args(argv):
                    "is made, repeat until end of input")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="print tokens as they come (default: on for one sample on a terminal)")
-    p.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    p.add_argument("--seed", type=in_range(0, 2**63 - 1), default=1337, help="random seed (default 1337)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default auto)")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16: autocast on a GPU "
                    "(default auto: bfloat16 there, float32 on a CPU)")

@@ -1,10 +1,8 @@
 """
-Tokenizers: GPT-2's byte-level BPE (offline, its files verified), or a byte-level BPE trained on your text.
-
-Both wrap a tiktoken.Encoding (`tok.enc`), which is fast and encodes batches on several threads. A trained
-BPE is saved as GPT-2-format vocab.json + merges.txt, so Hugging Face's tools (tokenizers'
-ByteLevelBPETokenizer, transformers' GPT2TokenizerFast) load the same files and give the same ids.
-A BPE is trained on your text by bpe.py (data/prepare.py --tokenizer=bpe calls it).
+Tokenizers: GPT-2's byte-level BPE (offline, its files verified), or a byte-level BPE that bpe.py trained on
+your text. Both wrap a tiktoken.Encoding (`tok.enc`), which is fast and encodes batches on several threads.
+A trained BPE is saved as GPT-2-format vocab.json + merges.txt, so Hugging Face's tokenizers and
+transformers load the same files and give the same ids.
 """
 
 import functools
@@ -50,8 +48,9 @@ class Tokenizer:
 
     def to_dict(self) -> dict:
         """Plain strings, safe for torch.load(weights_only=True) and self-contained: what a checkpoint keeps."""
-        return {"name": "gpt2"} if self.name == "gpt2" else {"name": "bpe", "vocab": self.vocab_json,
-                                                             "merges": self.merges_txt}
+        if self.name == "gpt2":
+            return {"name": "gpt2"}
+        return {"name": "bpe", "vocab": self.vocab_json, "merges": self.merges_txt}
 
 
 class CharTokenizer(Tokenizer):
@@ -96,6 +95,7 @@ def gpt2_files() -> tuple[str, str]:
 
 def gpt2_encoding_from_files(vocab_bpe: str, encoder_json: str) -> tiktoken.Encoding:
     """tiktoken's "gpt2" encoding from local files, refusing altered ones (never quietly another vocabulary)."""
+    # checked here: tiktoken's cache, keyed by path, would serve an earlier good copy without reading the file
     for path, want in ((vocab_bpe, GPT2_VOCAB_BPE_SHA256), (encoder_json, GPT2_ENCODER_JSON_SHA256)):
         with open(path, "rb") as f:
             if hashlib.sha256(f.read()).hexdigest() != want:

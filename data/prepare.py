@@ -26,19 +26,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
 import corpus  # noqa: E402
-from common import ArgumentParser, atomic_write, check_writable, one_line_errors  # noqa: E402
+from common import ArgumentParser, atomic_write, check_writable, in_range, one_line_errors  # noqa: E402
 from data.shards import DATA_ROOT, VERSION, DataError, ShardWriter  # noqa: E402
 from tokenizer import save_tokenizer  # noqa: E402
 
 
-def iter_documents(files: list[str] | None, split: str | None, val_fraction: float, seed: int, column: str = "text",
-                   hints=None):
+def iter_documents(files: list[str] | None, split: str | None, val_fraction: float, seed: int, column: str, hints):
     """Yield (split, text, starts_document) pieces, in a fixed order for a given seed."""
     if files is not None and len(files) == 1 and split is None and not files[0].endswith(corpus.TABLES):
-        first = {"train": True, "val": True}  # one document: nanoGPT's split, the last val_fraction is val
-        for part, text in corpus.read_txt_document(files[0], cut_fraction=1 - val_fraction, lines=hints):
-            yield part, text, first[part]
-            first[part] = False
+        last = None  # one document: nanoGPT's split, the last val_fraction is val
+        for part, text in corpus.read_txt_document(files[0], hints, cut_fraction=1 - val_fraction):
+            yield part, text, part != last  # each split's first piece starts its document
+            last = part
         return
     rng, pending, seen = np.random.default_rng(seed), None, set()
     for doc in itertools.chain(corpus.documents(files, split, column, hints), [None]):
@@ -102,7 +101,7 @@ def write_shards(files, out_dir, tokenizer_name, vocab_size, split, val_fraction
                 source=files or "openwebtext", seed=seed, val_fraction=val_fraction,
                 **({"chars": tok.chars} if tok.name == "char" else {}))
     atomic_write(os.path.join(out_dir, "meta.json"), lambda f: json.dump(meta, f, indent=1), text=True)
-    report(meta, hints if split is None else None, time.time() - t0, out_dir)
+    report(meta, hints, time.time() - t0, out_dir)
     return meta
 
 
@@ -115,19 +114,20 @@ def write_batch(batch: list, tok, writers: dict, stats: dict, num_proc: int, bar
             st["documents"] += 1
         writers[part].write(ids)
         nbytes = len(text.encode("utf-8"))
-        st["tokens"], st["chars"], st["bytes"] = st["tokens"] + len(ids), st["chars"] + len(text), st["bytes"] + nbytes
+        st["tokens"] += len(ids)
+        st["chars"] += len(text)
+        st["bytes"] += nbytes
         st["replaced"] += text.count("\ufffd")
         bar.update(nbytes)
 
 
-def report(meta: dict, hints, seconds: float, out_dir: str):
+def report(meta: dict, hints: collections.Counter, seconds: float, out_dir: str):
     if meta["decode_errors"]:
         print(f"warning: {meta['decode_errors']} invalid UTF-8 sequences were replaced by U+FFFD")
     for part, st in meta["splits"].items():
         print(f"{part}: {st['documents']:,} documents, {st['tokens']:,} tokens, "
               f"{st['bytes'] / max(st['tokens'], 1):.2f} bytes/token, in {len(st['shards'])} shard(s)")
-    if hints:
-        corpus.print_hint(hints)
+    corpus.print_hint(hints)
     print(f"wrote {out_dir} in {seconds:.1f}s")
 
 
@@ -147,15 +147,11 @@ def main(argv=None):
     parser.add_argument("--vocab_size", type=int, default=5000, help="tokens for --tokenizer=bpe (default 5000)")
     parser.add_argument("--val_fraction", type=float, default=None,
                         help="fraction held out for validation (default 0.1; 0.0005 for OpenWebText)")
-    parser.add_argument("--num_proc", type=int, default=os.cpu_count() or 1, help="tokenizer threads (default: "
-                        "the number of CPUs)")
-    parser.add_argument("--seed", type=int, default=1337, help="seed of the train/val assignment (default 1337)")
+    parser.add_argument("--num_proc", type=in_range(1, 1024), default=os.cpu_count() or 1, help="tokenizer threads "
+                        "(default: the number of CPUs)")
+    parser.add_argument("--seed", type=in_range(0, 2**32 - 1), default=1337, help="seed of the train/val assignment "
+                        "(default 1337)")
     args = parser.parse_args(argv)
-
-    if args.vocab_size < 257:
-        raise DataError(f"--vocab_size={args.vocab_size} is too small: need >= 257 (256 bytes + <|endoftext|>)")
-    if not 1 <= args.num_proc <= 1024 or not 0 <= args.seed < 2**32:
-        raise DataError(f"need 1 <= --num_proc <= 1024 and 0 <= --seed < 2**32, got {args.num_proc} and {args.seed}")
     if "" in (args.name, args.out_dir) or os.sep in (args.name or ""):
         raise DataError("--name must be a plain name (data/NAME/) and --out_dir a folder; neither can be empty")
     files = corpus.expand_inputs(args.input) if args.input is not None else None

@@ -83,11 +83,12 @@ def read_shard(path: str, verify: bool = True) -> np.memmap:
                         f"{HEADER_BYTES + count * itemsize}; {fix}")
     tokens = np.memmap(path, dtype=np.uint16 if itemsize == 2 else np.uint32, mode="r", offset=HEADER_BYTES,
                        shape=(count,))
-    crc_now = 0
-    for i in range(0, count if verify else 0, 1 << 24):  # in 32-64 MB pieces: a big shard never sits in RAM
-        crc_now = zlib.crc32(tokens[i : i + (1 << 24)].tobytes(), crc_now)
-    if verify and crc_now != crc:
-        raise DataError(f"{path} is corrupt (checksum mismatch); {fix}")
+    if verify:
+        crc_now = 0
+        for i in range(0, count, 1 << 24):  # in 32-64 MB pieces: a big shard never sits in RAM
+            crc_now = zlib.crc32(tokens[i : i + (1 << 24)].tobytes(), crc_now)
+        if crc_now != crc:
+            raise DataError(f"{path} is corrupt (checksum mismatch); {fix}")
     return tokens
 
 
@@ -97,11 +98,11 @@ def read_meta(data_dir: str) -> dict:
     if not os.path.isdir(data_dir):
         raise DataError(f"data folder {data_dir} {'is a file' if os.path.exists(data_dir) else 'does not exist'}; "
                         f"prepare one: python data/prepare.py --input=YOUR_TEXT --name={os.path.basename(data_dir)}")
-    if not os.path.exists(path) and os.path.isfile(os.path.join(data_dir, "train.bin")):
-        import compat  # nanoGPT's headerless train.bin / val.bin
-
-        return compat.data_meta(data_dir)
     if not os.path.exists(path):
+        if os.path.isfile(os.path.join(data_dir, "train.bin")):
+            import compat  # nanoGPT's headerless train.bin / val.bin
+
+            return compat.data_meta(data_dir)
         raise DataError(f"{data_dir} has no meta.json (empty or unprepared); run data/prepare.py for it")
     try:
         with open(path, encoding="utf-8") as f:

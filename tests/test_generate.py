@@ -224,6 +224,8 @@ def test_sample_to_a_file_without_prompts_and_interactive(ckpt, tmp_path):
     assert "wrote 3 sample(s)" in p.stderr and all(r["temperature"] == 0 and r["max_new_tokens"] == 8 for r in rows)
     alone = run("sample.py", *common, "-p", "To be or not").stdout
     assert alone == "To be or not" + rows[1]["text"] + "\n"  # --no_prompt: the new text only
+    streamed = run("sample.py", *common, "-p", "To be or not", "--stream", "--no_prompt").stdout
+    assert streamed == rows[1]["text"] + "\n"  # streamed too
     run("sample.py", *common, "-p", "The", "-p", "Hello", f"--out={tmp_path / 's.txt'}")
     assert (tmp_path / "s.txt").read_text().count("-" * 40) == 1
     p = subprocess.run([sys.executable, str(ROOT / "sample.py"), *common, "-i"], input="The\nTo be or not\n",

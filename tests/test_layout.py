@@ -9,7 +9,7 @@ from conftest import ROOT
 ENTRY_SCRIPTS = {"train.py", "sample.py", "export.py", "eval.py", "data/prepare.py", "bench/bench.py",
                  "bench/bench_generate.py", "bench/bench_tokenizer.py"}
 READING_PATH = {"model.py", "train.py", "sample.py", "configurator.py", "tokenizer.py"}  # and data/*.py
-CORE_LINES, READING_LINES = 2950, 1650  # everything but bench/, config/ and tests/; the files above and data/
+CORE_LINES, READING_LINES = 2910, 1650  # everything but bench/, config/ and tests/; the files above and data/
 
 
 def python_files() -> list[str]:

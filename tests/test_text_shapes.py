@@ -62,6 +62,9 @@ def test_delimited_text_gets_a_hint(tmp_path):
     p = run("data/prepare.py", f"--input={tmp_path / 'quotes.txt'}", f"--out_dir={tmp_path / 'd'}")
     assert "train: 1 documents" in p.stdout
     assert "29 lines hold only '%': --split=% would make about 30 documents" in p.stdout
+    (tmp_path / "prose.txt").write_text("\n\n".join(f"Paragraph {i}.\nIt goes on." for i in range(30)) + "\n")
+    p = run("data/prepare.py", f"--input={tmp_path / 'prose.txt'}", f"--out_dir={tmp_path / 'e'}")
+    assert "note:" not in p.stdout  # blank lines part paragraphs of prose as often as documents
 
 
 def test_files_that_are_not_text_are_refused(tmp_path):
