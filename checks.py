@@ -18,6 +18,10 @@ def check_settings(s: dict):
     require(s, ">= 0", "sample_interval vocab_size max_iters max_seconds weight_decay grad_clip warmup_iters "
                        "lr_decay_iters min_lr peak_flops seed")
     require(s, "in [0, 1)", "beta1 beta2")
+    world = int(os.environ.get("WORLD_SIZE", 1))  # processes under torchrun
+    if s["gradient_accumulation_steps"] % world:
+        raise ConfigError(f"gradient_accumulation_steps ({s['gradient_accumulation_steps']}) must be divisible by the "
+                          f"number of processes ({world}): the global batch is split among them")
     GPTConfig(**{k: s[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "gelu")},
               vocab_size=s["vocab_size"] or 1)  # the model's own checks
     if s["init_from"] not in ("auto", "scratch", "resume", *hf.PRETRAINED) and not os.path.isdir(s["init_from"]):

@@ -32,7 +32,6 @@ import plot
 import speedups
 from checks import check_settings
 from common import one_line_errors
-from configurator import ConfigError
 from data.shards import Batches, read_meta, windows
 from data.shards import data_dir as find_data_dir
 from devices import autocast, device_peak_flops, device_type, resolve_device, setup_training
@@ -98,8 +97,6 @@ defaults = configurator.settings_of(globals())
 config = configurator.configure(globals(), sys.argv[1:], doc=__doc__)  # the settings, as the checkpoint keeps them
 
 check_settings(config)  # every one, before anything is read, built or written (checks.py)
-if wandb_log:
-    import wandb
 
 # -----------------------------------------------------------------------------------------------------------
 # Processes and devices: one process, or one per GPU under torchrun, each with a slice of the global batch
@@ -107,10 +104,7 @@ device, dtype = resolve_device(device, dtype)
 ddp, rank, world, device = setup_training(device, backend)
 master = rank == 0  # this process logs, evaluates the final report and writes the files
 log = print if master else (lambda *a, **k: None)
-if gradient_accumulation_steps % world:
-    raise ConfigError(f"gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by the "
-                      f"number of processes ({world}): the global batch is split among them")
-gradient_accumulation_steps //= world
+gradient_accumulation_steps //= world  # per process: the global batch is split among them
 ckpt_path, log_path = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "log.jsonl")
 torch.manual_seed(seed + rank)  # different dropout masks per process; DDP broadcasts rank 0's initial weights
 ctx = autocast(device, dtype)
@@ -152,8 +146,8 @@ if mode == "resume":
         plot.keep_log_until(out_dir, iter_num)  # the log shows the trajectory this checkpoint continues
 elif mode == "scratch":
     if vocab_size and vocab_size < data_vocab:
-        raise ConfigError(f"vocab_size={vocab_size} is smaller than the data's tokenizer ({data_vocab} tokens): "
-                          f"drop --vocab_size to take it from the data")
+        raise configurator.ConfigError(f"vocab_size={vocab_size} is smaller than the data's tokenizer "
+                                       f"({data_vocab} tokens): drop --vocab_size to take it from the data")
     if os.path.exists(ckpt_path) and master:
         os.replace(ckpt_path, ckpt_path + ".old")
         log(f"init_from=scratch: moved the existing checkpoint to {ckpt_path}.old")
@@ -173,7 +167,7 @@ if block_size < model.config.block_size:  # e.g. GPT-2's 1024 positions, fine-tu
     model.crop_block_size(block_size)
     model_args["block_size"] = block_size
 elif block_size > model.config.block_size:
-    raise ConfigError(f"block_size={block_size} is larger than the model's ({model.config.block_size})")
+    raise configurator.ConfigError(f"block_size={block_size} is larger than the model's ({model.config.block_size})")
 model.to(device)
 log(f"model: {model.get_num_params() / 1e6:.2f}M parameters")
 # the batches: random windows of block_size + 1 tokens, each process taking its slice of the global batch
@@ -298,6 +292,7 @@ peak, peak_source = (peak_flops, "given") if peak_flops else device_peak_flops(d
 log(f"device: {device}, {dtype}, peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
 progress = master and sys.stderr.isatty()  # progress bars on a terminal, never in a log file
 if wandb_log and master:
+    import wandb  # optional: check_settings made sure that it is installed
     wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 
 # -----------------------------------------------------------------------------------------------------------
@@ -311,9 +306,10 @@ while True:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         stop = bool(flag.item())
     if stop:
-        if iter_num > start_iter:
+        if iter_num > start_iter and always_save_checkpoint:  # else the best weights so far stay as they are
             save_checkpoint()
-        log(f"interrupted at iteration {iter_num}: rerun the same command to continue from here")
+        where = "here" if always_save_checkpoint else "the last checkpoint saved (always_save_checkpoint=False)"
+        log(f"interrupted at iteration {iter_num}: rerun the same command to continue from {where}")
         if ddp:
             dist.destroy_process_group()
         sys.exit(130)

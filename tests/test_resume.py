@@ -62,6 +62,16 @@ def test_interrupt_saves_and_the_rerun_continues_bit_for_bit(bpe_data, tmp_path,
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")  # every step, bit for bit
 
 
+def test_interrupt_keeps_the_best_checkpoint_when_only_the_best_is_saved(bpe_data, tmp_path):
+    # always_save_checkpoint=False keeps the weights with the best val loss: Ctrl-C must not replace them
+    p = interrupt(train(bpe_data, tmp_path / "o", "--max_iters=1000", "--eval_interval=3",
+                        "--always_save_checkpoint=False"), "iter 4:", 0.0)
+    assert p.returncode == 130 and "continue from the last checkpoint saved" in p.stdout
+    state = load_checkpoint(str(tmp_path / "o" / "ckpt.pt"))
+    assert state["iter_num"] % 3 == 0 and state["best_val_loss"] == min(e["val_loss"] for e in log_of(tmp_path / "o")
+                                                                         if "val_loss" in e)
+
+
 def test_time_budget_continues_its_clock_and_a_finished_run_stops(bpe_data, tmp_path):
     cmd = train(bpe_data, tmp_path / "o", "--max_iters=1000000", "--max_seconds=3", "--warmup_iters=0")
     p = interrupt(cmd, "iter 1:", 1.0)
