@@ -308,11 +308,8 @@ while True:
     if stop:
         if iter_num > start_iter and always_save_checkpoint:  # else the best weights so far stay as they are
             save_checkpoint()
-        where = "here" if always_save_checkpoint else "the last checkpoint saved (always_save_checkpoint=False)"
-        log(f"interrupted at iteration {iter_num}: rerun the same command to continue from {where}")
-        if ddp:
-            dist.destroy_process_group()
-        sys.exit(130)
+        log(f"interrupted at iteration {iter_num}: rerun the same command to continue from the last checkpoint")
+        break
     lr = get_lr(iter_num, train_seconds)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -387,7 +384,7 @@ while True:
 # -----------------------------------------------------------------------------------------------------------
 # The final report: the loss over every token of the val split, comparable across tokenizers
 signal.signal(signal.SIGINT, signal.default_int_handler)  # everything is saved: Ctrl-C may now stop at once
-if final_eval and not eval_only and master:
+if final_eval and not eval_only and not stop and master:
     split, t0 = meta["splits"]["val"], time.time()
     nats, count = loss_eval.total_loss(raw_model, windows(val_data.shards, block_size, batch_size), tokenizer.n_vocab,
                                        device, ctx, desc="final eval")
@@ -397,4 +394,7 @@ if final_eval and not eval_only and master:
     log_json(iter=iter_num, final_val_loss=r["nats_per_token"], val_nats_per_char=r["nats_per_char"],
              val_bits_per_byte=r["bits_per_byte"])
 if ddp:
+    del model  # the DDP wrapper holds the process group: both go now, not as Python exits (where gloo can abort)
     dist.destroy_process_group()
+if stop:
+    sys.exit(130)  # 128 + SIGINT: what a shell reports for an interrupted program
