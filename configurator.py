@@ -9,7 +9,7 @@ then calls `configurator.configure(globals(), sys.argv[1:], doc=__doc__)`. Argum
 
 Every key must already exist and every value must have its default's type (an int is fine for a float; a bool,
 or a setting whose default is None, takes True/False/true/false/1/0, and None means automatic). Mistakes raise
-ConfigError in one line. `-h/--help` prints every setting with its default and the comment beside it.
+ValueError in one line. `-h/--help` prints every setting with its default and the comment beside it.
 """
 
 import ast
@@ -17,10 +17,6 @@ import difflib
 import math
 import os
 import sys
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def settings_of(namespace: dict) -> dict:
@@ -37,19 +33,19 @@ def convert(key: str, value, default):
             return None
         if text in ("true", "1", "yes", "false", "0", "no"):
             return text in ("true", "1", "yes")
-        raise ConfigError(f"config key '{key}' expects a bool (True/False/true/false/1/0), got {value!r}")
+        raise ValueError(f"config key '{key}' expects a bool (True/False/true/false/1/0), got {value!r}")
     if isinstance(default, int):
         if type(value) is int and abs(value) < 2**62:
             return value
         hint = " (write it without '.0')" if isinstance(value, float) and value.is_integer() else ""
-        raise ConfigError(f"config key '{key}' expects an int (below 2**62), got {value!r}{hint}")
+        raise ValueError(f"config key '{key}' expects an int (below 2**62), got {value!r}{hint}")
     if isinstance(default, float):
         if type(value) in (int, float) and math.isfinite(value):
             return float(value)
-        raise ConfigError(f"config key '{key}' expects a finite float, got {value!r}")
+        raise ValueError(f"config key '{key}' expects a finite float, got {value!r}")
     if isinstance(value, str):
         return value
-    raise ConfigError(f"config key '{key}' expects a string, got {value!r}")
+    raise ValueError(f"config key '{key}' expects a string, got {value!r}")
 
 
 def require(settings: dict, rule: str, names: str):
@@ -58,7 +54,7 @@ def require(settings: dict, rule: str, names: str):
         value = settings[name]
         ok = value > 0 if rule == "> 0" else value >= 0 if rule == ">= 0" else 0 <= value < 1
         if not ok:
-            raise ConfigError(f"{name} must be {rule}, got {value!r}")
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
 def _parse_literal(text: str):
@@ -94,14 +90,14 @@ def configure(namespace: dict, argv: list[str], doc: str | None = None, verbose:
             sys.exit(0)
         if not arg.startswith("--"):  # a config file: run it and keep its top-level assignments
             if not os.path.isfile(arg):
-                raise ConfigError(f"config file '{arg}' not found (config files live in config/, e.g. "
-                                  f"config/train_shakespeare.py)")
+                raise ValueError(f"config file '{arg}' not found (config files live in config/, e.g. "
+                                 f"config/train_shakespeare.py)")
             scope = dict(settings)
             try:
                 with open(arg, encoding="utf-8") as f:
                     exec(compile(f.read(), arg, "exec"), {}, scope)
-            except Exception as e:  # noqa: BLE001 - any error in a user's file becomes one line
-                raise ConfigError(f"config file '{arg}' failed to run: {type(e).__name__}: {e}") from None
+            except Exception as e:  # any error in a user's file becomes one line
+                raise ValueError(f"config file '{arg}' failed to run: {type(e).__name__}: {e}") from None
             pairs = [(k, v) for k, v in scope.items() if not k.startswith("_") and not callable(v)
                      and type(v).__name__ != "module" and v is not settings.get(k)]
             if verbose:
@@ -109,7 +105,7 @@ def configure(namespace: dict, argv: list[str], doc: str | None = None, verbose:
         else:
             key, sep, text = arg[2:].partition("=")
             if not sep:
-                raise ConfigError(f"argument '{arg}' must look like --key=value")
+                raise ValueError(f"argument '{arg}' must look like --key=value")
             key = key.replace("-", "_")
             default = namespace.get(key)
             pairs = [(key, text if isinstance(default, str) else _parse_literal(text))]
@@ -118,7 +114,7 @@ def configure(namespace: dict, argv: list[str], doc: str | None = None, verbose:
                 continue
             if key not in settings:
                 close = difflib.get_close_matches(key, list(settings), n=1)
-                raise ConfigError(f"unknown config key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else
+                raise ValueError(f"unknown config key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else
                                                                    f" (see {prog} --help for the list)"))
             settings[key] = overrides[key] = convert(key, value, namespace[key])
     for k, v in overrides.items():

@@ -21,12 +21,11 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-import ckpt
-import loss_eval
-from common import ArgumentParser, atomic_write, one_line_errors
 from data.shards import DATA_ROOT, Batches, read_meta, windows
-from devices import autocast, resolve_device
-from tokenizer import load_tokenizer
+from data.tokenizer import load_tokenizer
+from support import ckpt, loss_eval
+from support.common import ArgumentParser, atomic_write, one_line_errors
+from support.devices import autocast, resolve_device
 
 HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{}.jsonl"
 
@@ -63,7 +62,7 @@ def hellaswag_examples(source: str, limit: int | None) -> list[dict]:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with urllib.request.urlopen(HELLASWAG_URL.format(source), timeout=60) as r:
                     atomic_write(path, lambda f: f.write(r.read()))
-        except Exception as e:  # noqa: BLE001 - offline, server or disk: the same two ways out
+        except Exception as e:  # offline, server or disk: the same two ways out
             raise ValueError(f"cannot download HellaSwag's {source} split ({type(e).__name__}): it needs the internet "
                              f"once (then data/hellaswag/ keeps it), or pass a local .jsonl path") from None
     try:

@@ -17,9 +17,8 @@ It loads back here too: train.py --init_from=DIR, sample.py --checkpoint=DIR, GP
 import os
 import sys
 
-import ckpt
-import hf
-from common import ArgumentParser, one_line_errors
+from support import ckpt, hf
+from support.common import ArgumentParser, one_line_errors
 
 
 def main(argv=None):
@@ -36,9 +35,9 @@ def main(argv=None):
     if not args.out_dir:
         parser.error("give --out_dir (a Hugging Face folder) or --half=FILE")
     if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
-        raise ckpt.CheckpointError(f"--out_dir={args.out_dir} is a file: name a folder")
+        raise ValueError(f"--out_dir={args.out_dir} is a file: name a folder")
     if os.path.isdir(args.out_dir) and os.listdir(args.out_dir) and not args.force:
-        raise ckpt.CheckpointError(f"{args.out_dir} exists and is not empty; choose another --out_dir or pass --force")
+        raise ValueError(f"{args.out_dir} exists and is not empty; choose another --out_dir or pass --force")
     path = ckpt.find(args.checkpoint)
     state = ckpt.load(path)
     if "tokenizer" not in state:

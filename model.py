@@ -192,7 +192,7 @@ class GPT(nn.Module):
     def from_pretrained(cls, model_type: str, override_args: dict | None = None) -> "GPT":
         """OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', fetched from the Hugging Face hub
         once) or a local folder in the same format (config.json + model.safetensors); hf.py reads the files."""
-        import hf
+        from support import hf
 
         override_args = override_args or {}
         if set(override_args) - {"dropout"}:
@@ -202,7 +202,7 @@ class GPT(nn.Module):
             with torch.device("meta"):  # no random init: every tensor comes from the file
                 model = cls(GPTConfig(**hf.read_config(config_path), **override_args))
         except ValueError as e:
-            raise hf.PretrainedError(f"{config_path}: {e}") from None
+            raise ValueError(f"{config_path}: {e}") from None
         model.load_state_dict(hf.read_weights(weights_path, {k: v.shape for k, v in model.state_dict().items()}),
                               assign=True)
         model.lm_head.weight = model.transformer.wte.weight  # assign=True made two parameters of one: tie again

@@ -24,11 +24,10 @@ import sys
 
 import torch
 
-import ckpt
-import speedups
-from common import ArgumentParser, atomic_write, check_writable, in_range, one_line_errors
-from devices import autocast, resolve_device
 from model import check_sampling
+from support import ckpt, speedups
+from support.common import ArgumentParser, atomic_write, check_writable, in_range, one_line_errors
+from support.devices import autocast, resolve_device
 
 
 def generate_text(model, tok, prompts: list, max_new_tokens: int = 500, num_samples: int = 1, temperature=0.8,

@@ -24,19 +24,15 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-import ckpt
 import configurator
-import hf
-import loss_eval
-import plot
-import speedups
-from checks import check_settings
-from common import one_line_errors
 from data.shards import Batches, read_meta, windows
 from data.shards import data_dir as find_data_dir
-from devices import autocast, device_peak_flops, device_type, resolve_device, setup_training
+from data.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
-from tokenizer import load_tokenizer
+from support import ckpt, hf, loss_eval, plot, speedups
+from support.checks import check_settings
+from support.common import one_line_errors
+from support.devices import autocast, device_peak_flops, device_type, resolve_device, setup_training
 
 # -----------------------------------------------------------------------------------------------------------
 # I/O
@@ -126,7 +122,7 @@ log(f"data: {data_path} ({tokenizer.name} tokenizer, {data_vocab:,} tokens in th
 if os.path.exists(ckpt_path) and (init_from in ("auto", "resume") or init_from != "scratch" and not eval_only):
     mode = "resume"  # a rerun, also of a fine-tune: out_dir's own checkpoint, not the pretrained weights again
 elif init_from == "resume":
-    raise ckpt.CheckpointError(f"init_from=resume but {ckpt_path} does not exist; use init_from=auto or scratch")
+    raise ValueError(f"init_from=resume but {ckpt_path} does not exist; use init_from=auto or scratch")
 else:
     mode = "scratch" if init_from == "auto" else init_from
 iter_num, best_val_loss, train_seconds, state = 0, float("inf"), 0.0, None  # train_seconds: what max_seconds counts
@@ -146,8 +142,8 @@ if mode == "resume":
         plot.keep_log_until(out_dir, iter_num)  # the log shows the trajectory this checkpoint continues
 elif mode == "scratch":
     if vocab_size and vocab_size < data_vocab:
-        raise configurator.ConfigError(f"vocab_size={vocab_size} is smaller than the data's tokenizer "
-                                       f"({data_vocab} tokens): drop --vocab_size to take it from the data")
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the data's tokenizer "
+                         f"({data_vocab} tokens): drop --vocab_size to take it from the data")
     if os.path.exists(ckpt_path) and master:
         os.replace(ckpt_path, ckpt_path + ".old")
         log(f"init_from=scratch: moved the existing checkpoint to {ckpt_path}.old")
@@ -160,14 +156,14 @@ else:
     model = GPT.from_pretrained(init_from, dict(dropout=dropout))
     theirs = hf.tokenizer_of(init_from)
     if theirs.to_dict() != tokenizer.to_dict() or model.config.vocab_size < data_vocab:
-        raise ckpt.CheckpointError(f"{init_from} has another vocabulary than the {tokenizer.name} tokenizer "
-                                   f"{data_path} was prepared with: prepare the data with the model's tokenizer")
+        raise ValueError(f"{init_from} has another vocabulary than the {tokenizer.name} tokenizer "
+                         f"{data_path} was prepared with: prepare the data with the model's tokenizer")
     model_args = model.config.to_dict()
 if block_size < model.config.block_size:  # e.g. GPT-2's 1024 positions, fine-tuned on shorter windows
     model.crop_block_size(block_size)
     model_args["block_size"] = block_size
 elif block_size > model.config.block_size:
-    raise configurator.ConfigError(f"block_size={block_size} is larger than the model's ({model.config.block_size})")
+    raise ValueError(f"block_size={block_size} is larger than the model's ({model.config.block_size})")
 model.to(device)
 log(f"model: {model.get_num_params() / 1e6:.2f}M parameters")
 # the batches: random windows of block_size + 1 tokens, each process taking its slice of the global batch

@@ -23,19 +23,19 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
-import configurator  # noqa: E402
-import speedups  # noqa: E402
-from common import one_line_errors  # noqa: E402
-from data.shards import Batches, data_dir, read_meta  # noqa: E402
-from devices import (  # noqa: E402
+import configurator
+from data.shards import Batches, data_dir, read_meta
+from model import GPT, GPTConfig
+from support import speedups
+from support.common import one_line_errors
+from support.devices import (
     autocast,
     device_peak_flops,
     device_type,
     measure_matmul_peak,
     resolve_device,
-    setup_training,  # noqa: E402
+    setup_training,
 )
-from model import GPT, GPTConfig  # noqa: E402
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the model and the step, as in train.py

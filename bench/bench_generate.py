@@ -18,9 +18,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
-import speedups  # noqa: E402
-from common import ArgumentParser  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+from model import GPT, GPTConfig
+from support import speedups
+from support.common import ArgumentParser
 
 SHAPES = {"124M": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257),
           "30M": dict(n_layer=6, n_head=6, n_embd=384, vocab_size=50304)}

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's root
-from bpe import read_lines, train_tokenizer  # noqa: E402
-from common import ArgumentParser  # noqa: E402
-from tokenizer import EOT  # noqa: E402
+from data.bpe import train_tokenizer
+from data.tokenizer import EOT
+from support.common import ArgumentParser
 
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "data" / "tinyshakespeare.txt"
 
@@ -117,7 +117,8 @@ def main(argv=None):
     hf.train(files=[train_path], vocab_size=args.vocab_size, special_tokens=[EOT], show_progress=False)
     t_hf = time.time() - t0
     t0 = time.time()
-    ours = train_tokenizer(read_lines([train_path]), vocab_size=args.vocab_size, max_chars=2 * n_train)
+    with open(train_path, encoding="utf-8") as f:
+        ours = train_tokenizer(f, vocab_size=args.vocab_size, max_chars=2 * n_train)
     t_ours = time.time() - t0
 
     # 3) compression on held-out text and encode throughput (batch of documents, all cores)

@@ -25,10 +25,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's root
-import corpus  # noqa: E402
-from common import ArgumentParser, atomic_write, check_writable, in_range, one_line_errors  # noqa: E402
-from data.shards import DATA_ROOT, VERSION, DataError, ShardWriter  # noqa: E402
-from tokenizer import save_tokenizer  # noqa: E402
+from data import corpus
+from data.shards import DATA_ROOT, VERSION, ShardWriter
+from data.tokenizer import save_tokenizer
+from support.common import ArgumentParser, atomic_write, check_writable, in_range, one_line_errors
 
 
 def iter_documents(files: list[str] | None, split: str | None, val_fraction: float, seed: int, column: str, hints):
@@ -55,7 +55,7 @@ def prepare(files: list[str] | None, out_dir: str, tokenizer_name: str = "gpt2",
             progress: bool = True, column: str = "text") -> dict:
     """Tokenize the documents into out_dir's shards and meta.json; returns the meta dict."""
     if not 0.0 < val_fraction < 1.0:
-        raise DataError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
+        raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
     check_writable(out_dir)
     created = not os.path.exists(out_dir)
     try:
@@ -71,7 +71,7 @@ def write_shards(files, out_dir, tokenizer_name, vocab_size, split, val_fraction
     from tqdm import tqdm
 
     t0, hints = time.time(), collections.Counter()
-    docs = lambda: iter_documents(files, split, val_fraction, seed, column, hints)  # noqa: E731
+    docs = lambda: iter_documents(files, split, val_fraction, seed, column, hints)
     tok = corpus.tokenizer_for(tokenizer_name, vocab_size, docs)
     os.makedirs(out_dir, exist_ok=True)
     if tok.name == "bpe":
@@ -93,8 +93,8 @@ def write_shards(files, out_dir, tokenizer_name, vocab_size, split, val_fraction
     for part, w in writers.items():
         stats[part]["shards"] = w.close()
         if stats[part]["tokens"] == 0:
-            raise DataError(f"the {part} split is empty: the input has no text (or too little for "
-                            f"val_fraction={val_fraction}, or a single document: see --split)")
+            raise ValueError(f"the {part} split is empty: the input has no text (or too little for "
+                             f"val_fraction={val_fraction}, or a single document: see --split)")
     replaced = sum(st.pop("replaced") for st in stats.values())
     meta = dict(format="gpt-shards", version=VERSION, tokenizer=tok.name, vocab_size=tok.n_vocab,
                 eot_token=tok.eot_token, dtype=writers["train"].dtype.name, splits=stats, decode_errors=replaced,
@@ -153,7 +153,7 @@ def main(argv=None):
                         "(default 1337)")
     args = parser.parse_args(argv)
     if "" in (args.name, args.out_dir) or os.sep in (args.name or ""):
-        raise DataError("--name must be a plain name (data/NAME/) and --out_dir a folder; neither can be empty")
+        raise ValueError("--name must be a plain name (data/NAME/) and --out_dir a folder; neither can be empty")
     files = corpus.expand_inputs(args.input) if args.input is not None else None
     name = args.name or (os.path.basename(files[0]).split(".")[0] if files else "openwebtext")
     val_fraction = args.val_fraction if args.val_fraction is not None else (0.1 if files else 0.0005)

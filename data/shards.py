@@ -21,10 +21,6 @@ SHARD_TOKENS = 100_000_000  # ~200 MB per uint16 shard: big enough to be few, sm
 DATA_ROOT = os.path.dirname(os.path.abspath(__file__))  # this folder: where data/prepare.py writes by default
 
 
-class DataError(ValueError):
-    """A bad or missing data file; the message says which and what to do."""
-
-
 def data_dir(dataset: str) -> str:
     """A dataset's folder: a path as given, or a bare name under data/ (nanoGPT's rule)."""
     return dataset if os.path.isdir(dataset) or os.sep in dataset else os.path.join(DATA_ROOT, dataset)
@@ -72,15 +68,15 @@ def read_shard(path: str, verify: bool = True) -> np.memmap:
         with open(path, "rb") as f:
             head = f.read(HEADER.size)
     except OSError as e:
-        raise DataError(f"cannot read shard {path}: {e.strerror}; {fix}") from None
+        raise ValueError(f"cannot read shard {path}: {e.strerror}; {fix}") from None
     if size < HEADER_BYTES or head[:8] != MAGIC:
-        raise DataError(f"{path} is not a token shard written by data/prepare.py (bad magic); {fix}")
+        raise ValueError(f"{path} is not a token shard written by data/prepare.py (bad magic); {fix}")
     _, version, itemsize, count, crc = HEADER.unpack(head)
     if version != VERSION or itemsize not in (2, 4):
-        raise DataError(f"{path} has unsupported shard version {version} / itemsize {itemsize}; {fix}")
+        raise ValueError(f"{path} has unsupported shard version {version} / itemsize {itemsize}; {fix}")
     if size != HEADER_BYTES + count * itemsize:
-        raise DataError(f"{path} is truncated or padded: {size} bytes, its header says "
-                        f"{HEADER_BYTES + count * itemsize}; {fix}")
+        raise ValueError(f"{path} is truncated or padded: {size} bytes, its header says "
+                         f"{HEADER_BYTES + count * itemsize}; {fix}")
     tokens = np.memmap(path, dtype=np.uint16 if itemsize == 2 else np.uint32, mode="r", offset=HEADER_BYTES,
                        shape=(count,))
     if verify:
@@ -88,7 +84,7 @@ def read_shard(path: str, verify: bool = True) -> np.memmap:
         for i in range(0, count, 1 << 24):  # in 32-64 MB pieces: a big shard never sits in RAM
             crc_now = zlib.crc32(tokens[i : i + (1 << 24)].tobytes(), crc_now)
         if crc_now != crc:
-            raise DataError(f"{path} is corrupt (checksum mismatch); {fix}")
+            raise ValueError(f"{path} is corrupt (checksum mismatch); {fix}")
     return tokens
 
 
@@ -96,14 +92,14 @@ def read_meta(data_dir: str) -> dict:
     """Read and sanity-check data_dir/meta.json."""
     path = os.path.join(data_dir, "meta.json")
     if not os.path.isdir(data_dir):
-        raise DataError(f"data folder {data_dir} {'is a file' if os.path.exists(data_dir) else 'does not exist'}; "
-                        f"prepare one: python data/prepare.py --input=YOUR_TEXT --name={os.path.basename(data_dir)}")
+        raise ValueError(f"data folder {data_dir} {'is a file' if os.path.exists(data_dir) else 'does not exist'}; "
+                         f"prepare one: python data/prepare.py --input=YOUR_TEXT --name={os.path.basename(data_dir)}")
     if not os.path.exists(path):
         if os.path.isfile(os.path.join(data_dir, "train.bin")):
-            import compat  # nanoGPT's headerless train.bin / val.bin
+            from data import nanogpt  # nanoGPT's headerless train.bin / val.bin
 
-            return compat.data_meta(data_dir)
-        raise DataError(f"{data_dir} has no meta.json (empty or unprepared); run data/prepare.py for it")
+            return nanogpt.data_meta(data_dir)
+        raise ValueError(f"{data_dir} has no meta.json (empty or unprepared); run data/prepare.py for it")
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
@@ -112,7 +108,7 @@ def read_meta(data_dir: str) -> dict:
         assert isinstance(meta["tokenizer"], str) and isinstance(meta["eot_token"], int)
         assert all(isinstance(meta["splits"][split]["shards"], list) for split in ("train", "val"))
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        raise DataError(f"{path} is corrupt or not written by data/prepare.py; run prepare again") from None
+        raise ValueError(f"{path} is corrupt or not written by data/prepare.py; run prepare again") from None
     return meta
 
 
@@ -134,8 +130,8 @@ class Batches:
         self.vocab_size = meta["vocab_size"]
         starts = [max(len(s) - block_size, 0) for s in self.shards]  # the valid window starts of each shard
         if sum(starts) == 0:
-            raise DataError(f"the {split} split of {data_dir} has {sum(len(s) for s in self.shards)} tokens, fewer "
-                            f"than block_size+1 = {block_size + 1}: use a smaller --block_size or more text")
+            raise ValueError(f"the {split} split of {data_dir} has {sum(len(s) for s in self.shards)} tokens, fewer "
+                             f"than block_size+1 = {block_size + 1}: use a smaller --block_size or more text")
         self.cum = np.cumsum(starts)
 
     def draw(self, generator, n_micro: int):
@@ -172,8 +168,8 @@ def to_device(rows: np.ndarray, device: str, vocab_size: int):
     import torch
 
     if rows.max() >= vocab_size:
-        raise DataError(f"token id {rows.max()} is outside the vocabulary ({vocab_size}): the data is corrupt; "
-                        f"run data/prepare.py again")
+        raise ValueError(f"token id {rows.max()} is outside the vocabulary ({vocab_size}): the data is corrupt; "
+                         f"run data/prepare.py again")
     xy = torch.from_numpy(rows.astype(np.int64))
     x, y = xy[:, :-1].contiguous(), xy[:, 1:].contiguous()
     if device.startswith("cuda"):

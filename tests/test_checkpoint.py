@@ -7,8 +7,8 @@ import shutil
 import torch
 from conftest import ROOT, SHAKESPEARE, run
 
-import ckpt
-from tokenizer import tokenizer_from_dict
+from data.tokenizer import tokenizer_from_dict
+from support import ckpt
 
 CKPT = ROOT / "checkpoint" / "ckpt.pt"
 

@@ -1,5 +1,5 @@
 """Bad input, everywhere: every setting of train.py and every flag of sample.py, data/prepare.py, export.py,
-eval.py and bpe.py, given boundary values (0, -1, huge, empty, NaN, a wrong type, a folder, a file, a path that
+and eval.py, given boundary values (0, -1, huge, empty, NaN, a wrong type, a folder, a file, a path that
 does not exist), either works or stops with one line, `error: ...`, exit status 1, no traceback, and nothing
 written. The scripts run in this process (runpy / main()) so that hundreds of runs take a minute; the contract
 they are held to is what common.one_line_errors() turns into that one line. Also: every script answers --help,
@@ -19,16 +19,15 @@ from conftest import ROOT, SHAKESPEARE, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bpe
-import common
 import eval as eval_script
 import export
 import sample
 from data import prepare
+from support import common
 
 sys.path.insert(0, str(ROOT / "bench"))
-import bench_generate  # noqa: E402
-import bench_tokenizer  # noqa: E402
+import bench_generate
+import bench_tokenizer
 
 USER_ERRORS = (ValueError, OSError, MemoryError, FloatingPointError)
 
@@ -114,7 +113,6 @@ FLAGS = {  # script: (main, the flags and the kinds of value they take, the argu
     "export.py": (export.main, dict(checkpoint=str, out_dir=str, half=str), []),
     "eval.py": (eval_script.main, dict(checkpoint=str, input=str, split=str, batch_size=int, block_size=int,
                                        hellaswag=str, limit=int, device=str), ["--device=cpu"]),
-    "bpe.py": (bpe.main, dict(input=str, vocab_size=int, out_dir=str, max_mb=float), []),
 }
 
 
@@ -122,8 +120,7 @@ def valid_call(script, tmp, text) -> list[str]:
     ckpt = str(ROOT / "tests" / "fixtures" / "pre_redesign" / "ckpt.pt")
     return {"sample.py": [f"--checkpoint={ckpt}"], "export.py": [f"--checkpoint={ckpt}", f"--out_dir={tmp / 'hf'}"],
             "data/prepare.py": [f"--input={text}", f"--out_dir={tmp / 'prepared'}"],
-            "eval.py": [f"--checkpoint={ckpt}", f"--input={text}"],
-            "bpe.py": [f"--input={text}", f"--out_dir={tmp / 'tok'}", "--vocab_size=300"]}[script]
+            "eval.py": [f"--checkpoint={ckpt}", f"--input={text}"]}[script]
 
 
 @pytest.mark.parametrize("script,flag", [(s, f) for s, (_, flags, _) in FLAGS.items() for f in flags])
@@ -144,7 +141,7 @@ def test_every_flag(script, flag, tmp, monkeypatch):
     check()
 
 
-@pytest.mark.parametrize("module", [sample, prepare, export, eval_script, bpe, bench_generate, bench_tokenizer])
+@pytest.mark.parametrize("module", [sample, prepare, export, eval_script, bench_generate, bench_tokenizer])
 def test_every_flag_has_help_and_its_default(module, monkeypatch):
     parsers = []
 
@@ -162,7 +159,8 @@ def test_every_flag_has_help_and_its_default(module, monkeypatch):
             assert "default" in action.help, (action.option_strings, action.help)
 
 
-@pytest.mark.parametrize("script", ["train.py", "bench/bench.py", "sample.py", "plot.py"])
+@pytest.mark.parametrize("script", ["train.py", "bench/bench.py", "sample.py", "eval.py", "export.py",
+                                    "data/prepare.py"])
 def test_help_runs(script):
     p = run(script, "--help")
     assert p.returncode == 0 and "usage:" in p.stdout

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY, run, sample_text
 from torch.nn import functional as F
 
-from tokenizer import get_gpt2_tokenizer
+from data.tokenizer import get_gpt2_tokenizer
 
 transformers = pytest.importorskip("transformers")
 BLOCK = 64  # the windows' length in tokens; the model below has one position more

@@ -9,7 +9,7 @@ import torch
 from conftest import ROOT, TINY, run
 
 from model import GPT, GPTConfig
-from speedups import decoding_copies
+from support.speedups import decoding_copies
 
 
 def tiny(block_size=16, vocab_size=64):
@@ -170,8 +170,8 @@ def test_sample_errors(ckpt):
 
 def test_generate_text_stream_utf8(ckpt):
     # the programmatic path: streamed pieces are whole characters and add up to the returned text
-    from ckpt import load_for_inference
     from sample import generate_text
+    from support.ckpt import load_for_inference
 
     model, tok, _, _ = load_for_inference(str(ckpt), "cpu")
     pieces = []
@@ -202,8 +202,8 @@ def test_decode_row_blocks_any_thread_count():
 def test_many_prompts_in_one_run_equal_each_alone(ckpt):
     # prompts of different lengths: rows of the same length run as one batch, and every row's greedy tokens
     # are those of its prompt sampled alone
-    from ckpt import load_for_inference
     from sample import generate_text
+    from support.ckpt import load_for_inference
 
     model, tok, _, _ = load_for_inference(str(ckpt), "cpu")
     prompts = ["The", "To be or not", "Hello, my good lord", "A", "The king"]

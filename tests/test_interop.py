@@ -8,14 +8,13 @@ import torch
 from conftest import TINY, run
 
 transformers = pytest.importorskip("transformers")
-from safetensors.torch import load_file, save_file  # noqa: E402
+from safetensors.torch import load_file, save_file
 
-import export  # noqa: E402
-from bpe import train_tokenizer  # noqa: E402
-from hf import PretrainedError  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
-from speedups import decoding_copies  # noqa: E402
-from tokenizer import get_gpt2_tokenizer  # noqa: E402
+import export
+from data.bpe import train_tokenizer
+from data.tokenizer import get_gpt2_tokenizer
+from model import GPT, GPTConfig
+from support.speedups import decoding_copies
 
 TEXTS = ["Hello, I'm a language model,", "  two  spaces\tand a tab\n\nnew lines", "ROMEO: Wherefore art thou?",
          "Ünïcödé — “quotes” 日本語 🙂 123,456.78", "don't won't they'll I'VE", ""]
@@ -205,7 +204,7 @@ def edit_weights(d, fn):
 ])
 def test_not_gpt2_config(small_dir, change, message):
     edit_config(small_dir, **change)
-    with pytest.raises(PretrainedError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         GPT.from_pretrained(str(small_dir))
 
 
@@ -219,18 +218,18 @@ def test_not_gpt2_config(small_dir, change, message):
 ])
 def test_bad_weights(small_dir, fn, message):
     edit_weights(small_dir, fn)
-    with pytest.raises(PretrainedError, match=message):
+    with pytest.raises(ValueError, match=message):
         GPT.from_pretrained(str(small_dir))
 
 
 def test_missing_files_and_scripts_say_error(small_dir, tmp_path, data_dir):
     (small_dir / "model.safetensors").unlink()
-    with pytest.raises(PretrainedError, match="model.safetensors not found"):
+    with pytest.raises(ValueError, match="model.safetensors not found"):
         GPT.from_pretrained(str(small_dir))
-    with pytest.raises(PretrainedError, match="neither a directory nor one of gpt2"):
+    with pytest.raises(ValueError, match="neither a directory nor one of gpt2"):
         GPT.from_pretrained("gpt3")
     (small_dir / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(PretrainedError, match="not a readable safetensors file"):
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
         GPT.from_pretrained(str(small_dir))
     p = run("train.py", *TINY, f"--init_from={small_dir}", "--eval_only=True", "--peak_flops=1e12",
             f"--dataset={data_dir}",
@@ -238,5 +237,5 @@ def test_missing_files_and_scripts_say_error(small_dir, tmp_path, data_dir):
     assert p.returncode == 1 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
     import sample  # in-process (a subprocess costs seconds): its __main__ prints any ValueError as error: ...
 
-    with pytest.raises(PretrainedError, match="not a readable safetensors file"):
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
         sample.main([f"--init_from={small_dir}", "-m", "2", "--device=cpu"])

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import SHAKESPEARE, TINY, run
 
-import ckpt
+from data.tokenizer import get_gpt2_tokenizer
 from model import GPT, GPTConfig
-from tokenizer import get_gpt2_tokenizer
+from support import ckpt
 
 SMALL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--eval_iters=2",
          "--max_iters=2", "--compile=False", "--device=cpu", "--peak_flops=1e11", "--final_eval=False"]
@@ -141,7 +141,7 @@ def test_sample_start_file_and_prepare_char(tmp_path):
     assert p.stdout.startswith("JULIET:")
     run("data/prepare.py", f"--input={SHAKESPEARE}", "--tokenizer=char", f"--out_dir={tmp_path / 'char'}")
     from data.shards import read_meta
-    from tokenizer import load_tokenizer
+    from data.tokenizer import load_tokenizer
 
     meta = read_meta(str(tmp_path / "char"))
     tok = load_tokenizer(str(tmp_path / "char"))

@@ -8,8 +8,8 @@ import pytest
 from conftest import SHAKESPEARE, TINY, run
 
 from data.prepare import prepare
-from data.shards import HEADER_BYTES, DataError, read_meta, read_shard
-from tokenizer import get_gpt2_tokenizer
+from data.shards import HEADER_BYTES, read_meta, read_shard
+from data.tokenizer import get_gpt2_tokenizer
 
 
 def decode_split(out, split):
@@ -55,7 +55,7 @@ def test_blank_line_split_and_min_one_val_document(tmp_path):
 
 
 def test_large_document_in_chunks_gives_same_tokens(tmp_path, monkeypatch):
-    import corpus
+    from data import corpus
 
     text = "".join(f"Word{i} and  more   spaces\n\n  indented {i}\nplain line\n" for i in range(3000))
     (tmp_path / "big.txt").write_text(text, encoding="utf-8")
@@ -94,15 +94,15 @@ def test_openwebtext_route(tmp_path, monkeypatch):
 def test_shard_header_checks(tmp_path, data_dir):
     good = (data_dir / "val_000.bin").read_bytes()
     (tmp_path / "trunc.bin").write_bytes(good[:-10])
-    with pytest.raises(DataError, match="truncated"):
+    with pytest.raises(ValueError, match="truncated"):
         read_shard(str(tmp_path / "trunc.bin"))
     (tmp_path / "foreign.bin").write_bytes(b"\0" * 1000)
-    with pytest.raises(DataError, match="not a token shard"):
+    with pytest.raises(ValueError, match="not a token shard"):
         read_shard(str(tmp_path / "foreign.bin"))
     flipped = bytearray(good)
     flipped[HEADER_BYTES + 100] ^= 0xFF
     (tmp_path / "flip.bin").write_bytes(bytes(flipped))
-    with pytest.raises(DataError, match="checksum"):
+    with pytest.raises(ValueError, match="checksum"):
         read_shard(str(tmp_path / "flip.bin"))
 
 

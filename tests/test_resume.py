@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import ROOT, TINY, run
 
-from ckpt import load as load_checkpoint
+from support.ckpt import load as load_checkpoint
 
 FAST = [*TINY, "--eval_interval=1000", "--peak_flops=1e12"]
 

@@ -10,7 +10,7 @@ from conftest import TINY, run
 from torch.nn import functional as F
 
 from model import GPT, GPTConfig
-from speedups import ChunkedLMHeadLoss, use_chunked_loss
+from support.speedups import ChunkedLMHeadLoss, use_chunked_loss
 
 
 @pytest.mark.parametrize("rows,vocab,chunk", [(37, 100, 8), (64, 50, 64), (7, 65, 3), (300, 257, 512)])

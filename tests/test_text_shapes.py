@@ -12,7 +12,7 @@ from conftest import SHAKESPEARE, TINY, run
 
 from data.prepare import prepare
 from data.shards import read_meta, read_shard
-from tokenizer import EOT, get_gpt2_tokenizer, load_tokenizer
+from data.tokenizer import EOT, get_gpt2_tokenizer, load_tokenizer
 
 
 def documents(out) -> dict[str, list[str]]:
@@ -112,7 +112,7 @@ def test_a_tokenizer_is_reused_and_the_model_trains_on(source, corpus_a, tmp_pat
 
 def test_a_tokenizer_saved_by_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
-    import tokenizer as tokenizer_py
+    from data import tokenizer as tokenizer_py
 
     vocab_bpe, encoder_json = tokenizer_py.gpt2_files()
     (tmp_path / "hf").mkdir()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import ROOT, TINY, run
 
-from ckpt import load as load_checkpoint
+from support.ckpt import load as load_checkpoint
 
 
 def losses(out_dir) -> dict[int, float]:

@@ -12,18 +12,14 @@ import zipfile
 
 import torch
 
-import compat
-import hf
-from common import atomic_write
+from data import nanogpt
+from data.tokenizer import get_gpt2_tokenizer, tokenizer_from_dict
 from model import GPT, GPTConfig
-from tokenizer import TokenizerError, get_gpt2_tokenizer, tokenizer_from_dict
+from support import hf
+from support.common import atomic_write
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT = os.path.join(HERE, "checkpoint")  # the committed checkpoint: what sample.py uses by default
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, damaged, untrusted or does not fit the settings given."""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+DEFAULT = os.path.join(ROOT, "checkpoint")  # the committed checkpoint: what sample.py uses by default
 
 
 def save(state: dict, path: str):
@@ -31,8 +27,8 @@ def save(state: dict, path: str):
     try:
         atomic_write(path, lambda f: torch.save(state, f))
     except OSError as e:
-        raise CheckpointError(f"could not write checkpoint {path} ({e.strerror or e}); the previous checkpoint is "
-                              f"intact; free space or fix permissions, then rerun to resume") from None
+        raise ValueError(f"could not write checkpoint {path} ({e.strerror or e}); the previous checkpoint is "
+                         f"intact; free space or fix permissions, then rerun to resume") from None
 
 
 def load(path: str) -> dict:
@@ -44,34 +40,34 @@ def load(path: str) -> dict:
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()
             if bad is not None:
-                raise CheckpointError(f"checkpoint {path} is corrupt ({bad} fails its checksum); restore a copy, "
-                                      f"or move it away to start from scratch")
+                raise ValueError(f"checkpoint {path} is corrupt ({bad} fails its checksum); restore a copy, "
+                                 f"or move it away to start from scratch")
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "global" not in str(e).lower():  # no class or function referenced: not a pickle at all
-            raise CheckpointError(f"{path} is not a checkpoint (a file torch.save wrote): give a .pt file or the "
-                                  f"folder that holds ckpt.pt") from None
+            raise ValueError(f"{path} is not a checkpoint (a file torch.save wrote): give a .pt file or the "
+                             f"folder that holds ckpt.pt") from None
         first = next((line for line in str(e).splitlines() if "GLOBAL" in line), "")[:200]
-        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain data, "
-                              f"which could run code ({first}); only load checkpoints you trust") from None
+        raise ValueError(f"refusing to load {path}: it holds objects other than tensors and plain data, "
+                         f"which could run code ({first}); only load checkpoints you trust") from None
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} not found") from None
-    except CheckpointError:
+        raise ValueError(f"checkpoint {path} not found") from None
+    except ValueError:
         raise
-    except Exception as e:  # noqa: BLE001 - zip, EOF and storage errors all mean a damaged file
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); restore a copy, "
-                              f"or move it away to start from scratch") from None
+    except Exception as e:  # zip, EOF and storage errors all mean a damaged file
+        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); restore a copy, "
+                         f"or move it away to start from scratch") from None
     if not isinstance(ck, dict) or "model" not in ck or "model_args" not in ck:
-        raise CheckpointError(f"{path} is not a checkpoint written by train.py (no model / model_args)")
+        raise ValueError(f"{path} is not a checkpoint written by train.py (no model / model_args)")
     return ck
 
 
 def find(path: str) -> str:
     """A .pt file, or a folder holding ckpt.pt."""
     if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint {path} not found; give a .pt file or a folder")
+        raise ValueError(f"checkpoint {path} not found; give a .pt file or a folder")
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "ckpt.pt")):
-        raise CheckpointError(f"{path} holds no checkpoint yet: train.py saves one at every eval_interval")
+        raise ValueError(f"{path} holds no checkpoint yet: train.py saves one at every eval_interval")
     return os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
 
 
@@ -86,14 +82,14 @@ def check_resume(ck: dict, path: str, given: dict, tokenizer) -> dict:
     args = model_args(ck)
     for k in ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "gelu"):
         if k in given and given[k] != args[k]:
-            raise CheckpointError(f"{path} was trained with {k}={args[k]}, but {k}={given[k]} was given: drop the "
-                                  f"override, or use another out_dir")
+            raise ValueError(f"{path} was trained with {k}={args[k]}, but {k}={given[k]} was given: drop the "
+                             f"override, or use another out_dir")
     if ck.get("tokenizer") and tokenizer_from_dict(ck["tokenizer"]).to_dict() != tokenizer.to_dict():
-        raise CheckpointError(f"{path} was trained with a different tokenizer than the data's: use the same "
-                              f"dataset (or one prepared with --tokenizer={path}), or another out_dir")
+        raise ValueError(f"{path} was trained with a different tokenizer than the data's: use the same "
+                         f"dataset (or one prepared with --tokenizer={path}), or another out_dir")
     if args["vocab_size"] < tokenizer.n_vocab:
-        raise CheckpointError(f"{path} has vocab_size {args['vocab_size']} but the data's tokenizer has "
-                              f"{tokenizer.n_vocab} tokens: use the dataset it was trained on, or another out_dir")
+        raise ValueError(f"{path} has vocab_size {args['vocab_size']} but the data's tokenizer has "
+                         f"{tokenizer.n_vocab} tokens: use the dataset it was trained on, or another out_dir")
     return args
 
 
@@ -107,14 +103,14 @@ def model_from(ck: dict) -> GPT:
 
 
 def tokenizer_from(ck: dict, path: str):
-    """The checkpoint's own tokenizer (nanoGPT's checkpoints carry none: compat.py), checked against its model."""
+    """The checkpoint's own tokenizer (nanoGPT's checkpoints carry none: nanogpt.py), checked against its model."""
     try:
-        tok = tokenizer_from_dict(ck["tokenizer"]) if "tokenizer" in ck else compat.checkpoint_tokenizer(ck)
-    except TokenizerError as e:
-        raise CheckpointError(f"{path}: its tokenizer cannot be used ({e}); retrain or restore it") from None
+        tok = tokenizer_from_dict(ck["tokenizer"]) if "tokenizer" in ck else nanogpt.checkpoint_tokenizer(ck)
+    except ValueError as e:
+        raise ValueError(f"{path}: its tokenizer cannot be used ({e}); retrain or restore it") from None
     if tok.n_vocab > ck["model_args"]["vocab_size"]:
-        raise CheckpointError(f"{path}: its tokenizer has {tok.n_vocab} tokens but the model only "
-                              f"{ck['model_args']['vocab_size']}; the checkpoint is inconsistent, retrain it")
+        raise ValueError(f"{path}: its tokenizer has {tok.n_vocab} tokens but the model only "
+                         f"{ck['model_args']['vocab_size']}; the checkpoint is inconsistent, retrain it")
     return tok
 
 

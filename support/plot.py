@@ -1,15 +1,12 @@
 """
-Plot a run's loss curves from its log.jsonl: train and val loss against iterations and tokens seen.
-
-    python plot.py [out_dir]          # writes out_dir/loss.png
-
-train.py calls this at every evaluation when matplotlib is installed.
+Plot a run's loss curves from its log.jsonl into out_dir/loss.png: train and val loss against iterations
+and tokens seen. train.py calls this at every evaluation when matplotlib is installed.
 """
 
 import json
 import os
 
-from common import ArgumentParser, atomic_write, one_line_errors
+from support.common import atomic_write
 
 _warned = []
 
@@ -68,13 +65,3 @@ def plot_log(out_dir: str, quiet: bool = False) -> str | None:
     if not quiet:
         print(f"wrote {path}")
     return path
-
-
-if __name__ == "__main__":
-    one_line_errors()
-    parser = ArgumentParser(__doc__)
-    parser.add_argument("out_dir", nargs="?", default="out", help="the folder holding log.jsonl (default out)")
-    args = parser.parse_args()
-    if not os.path.exists(os.path.join(args.out_dir, "log.jsonl")):
-        raise ValueError(f"{args.out_dir}/log.jsonl not found; train first (python train.py ...)")
-    plot_log(args.out_dir)

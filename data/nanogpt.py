@@ -9,9 +9,9 @@ import pickle
 
 import numpy as np
 
-from tokenizer import CharTokenizer, TokenizerError, get_gpt2_tokenizer
+from data.tokenizer import CharTokenizer, get_gpt2_tokenizer
 
-REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")  # data.shards imports this module
+REPO_DATA = os.path.dirname(os.path.abspath(__file__))  # this folder, data/
 
 
 class _PlainData(pickle.Unpickler):
@@ -31,7 +31,7 @@ def data_tokenizer(data_dir: str):
             itos = _PlainData(f).load()["itos"]
         return CharTokenizer("".join(itos[i] for i in range(len(itos))), eot=False)
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
-        raise TokenizerError(f"{path} is not a meta.pkl of nanoGPT's ({e}); refusing to load it") from None
+        raise ValueError(f"{path} is not a meta.pkl of nanoGPT's ({e}); refusing to load it") from None
 
 
 def data_meta(data_dir: str) -> dict:
@@ -58,6 +58,6 @@ def checkpoint_tokenizer(ck: dict):
         if dataset and os.path.isfile(os.path.join(folder, "meta.pkl")):
             return data_tokenizer(folder)
     if ck["model_args"]["vocab_size"] < 50257:
-        raise TokenizerError(f"this nanoGPT checkpoint has a vocabulary of {ck['model_args']['vocab_size']} tokens, "
-                             f"but data/{dataset}/meta.pkl is not here: run from nanoGPT's folder, or copy it")
+        raise ValueError(f"this nanoGPT checkpoint has a vocabulary of {ck['model_args']['vocab_size']} tokens, "
+                         f"but data/{dataset}/meta.pkl is not here: run from nanoGPT's folder, or copy it")
     return get_gpt2_tokenizer()

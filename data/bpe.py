@@ -1,21 +1,14 @@
 """
 Train a byte-level BPE on your text, GPT-2 style: every byte is a token, so any text round-trips, and the
 result is saved as GPT-2-format vocab.json + merges.txt (tokenizer.py loads and encodes with it).
-
-    python bpe.py --input="corpus/*.txt" --vocab_size=5000 --out_dir=my_tok
-
-data/prepare.py --tokenizer=bpe trains one on a corpus's train split and keeps it beside the shards.
+data/prepare.py --tokenizer=bpe trains one on a corpus's train split and keeps it beside the shards, where
+--tokenizer=data/NAME finds it again for another text.
 """
 
-import glob
-import itertools
 import json
-import os
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-from common import ArgumentParser, check_writable, in_range, one_line_errors
-from tokenizer import EOT, Tokenizer, TokenizerError, bpe_tokenizer, bytes_to_unicode, save_tokenizer
+from data.tokenizer import EOT, Tokenizer, bpe_tokenizer, bytes_to_unicode, save_tokenizer
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str | None = None,
@@ -26,8 +19,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str |
     vocab_size when a small corpus runs out of pairs seen twice. Only the first max_chars characters are used;
     the trainer keeps counts of words, not the text."""
     if not 257 <= vocab_size <= 10**7:
-        raise TokenizerError(f"vocab_size={vocab_size} is too {'small' if vocab_size < 257 else 'large'}: "
-                             f"need 257 (256 bytes + {EOT}) to 10,000,000")
+        raise ValueError(f"vocab_size={vocab_size} is too {'small' if vocab_size < 257 else 'large'}: "
+                         f"need 257 (256 bytes + {EOT}) to 10,000,000")
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers, trainers
 
@@ -55,7 +48,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str |
 
     hf.train_from_iterator(batches(), trainer=trainer)
     if n_chars == 0:
-        raise TokenizerError("the training corpus is empty: give some text")
+        raise ValueError("the training corpus is empty: give some text")
     # Re-number GPT-2 style: bytes 0..255, merge i -> 256+i, <|endoftext|> last. A merge that re-makes an
     # existing token by another pair can't be expressed in tiktoken (one merge per token) and is dropped.
     merges = [m.split(" ") if isinstance(m, str) else m for m in json.loads(hf.to_str())["model"]["merges"]]
@@ -69,40 +62,3 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str |
     if out_dir is not None:
         save_tokenizer(tok, out_dir)
     return tok
-
-
-def read_lines(paths: list[str]) -> Iterator[str]:
-    """The lines of UTF-8 text files, one after the other (train_tokenizer stops at max_chars)."""
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                yield from f
-        except UnicodeDecodeError as e:
-            raise TokenizerError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-
-
-def main(argv=None):
-    parser = ArgumentParser(__doc__)
-    parser.add_argument("--input", required=True, help='UTF-8 text files: a path or a glob, e.g. "corpus/*.txt"')
-    parser.add_argument("--vocab_size", type=int, default=5000, help="tokens in the vocabulary, including the 256 "
-                        "bytes and <|endoftext|> (default 5000)")
-    parser.add_argument("--out_dir", required=True, help="where to write vocab.json and merges.txt")
-    parser.add_argument("--max_mb", type=in_range(0.01, 1e6, kind=float), default=256, help="train on the first "
-                        "this many million characters (default 256)")
-    args = parser.parse_args(argv)
-    files = sorted(f for f in glob.glob(args.input, recursive=True) if os.path.isfile(f))
-    if not files:
-        raise TokenizerError(f"no files match --input={args.input!r}")
-    check_writable(args.out_dir)
-    t0 = time.time()
-    tok = train_tokenizer(read_lines(files), args.vocab_size, args.out_dir, int(args.max_mb * 1e6))
-    sample = "".join(itertools.islice(read_lines(files[:1]), 100_000))  # compression on the first lines
-    print(f"vocab size {tok.n_vocab}, trained in {time.time() - t0:.1f}s on {len(files)} file(s), saved to "
-          f"{args.out_dir}")
-    print(f"{len(sample.encode()) / max(len(tok.encode(sample)), 1):.3f} bytes/token on {len(sample) / 1e6:.1f} "
-          f"MB of the training text")
-
-
-if __name__ == "__main__":
-    one_line_errors()
-    main()

@@ -1,0 +1,16 @@
+"""
+Modules that a first reading can skip: each does one job for the scripts at the top of the repository, and
+none of them changes what the model computes.
+
+    ckpt.py       checkpoints: atomic save, safe load (weights_only, CRC), the model and tokenizer inside
+    checks.py     the ranges of train.py's settings, checked before a run reads or writes anything
+    devices.py    device and precision, autocast, the DDP process group, the peak FLOP/s for MFU
+    speedups.py   CPU fast paths: the chunked lm_head + loss for training, row-block weights for decoding
+    hf.py         Hugging Face interop: OpenAI's GPT-2 weights in, our checkpoints out
+    loss_eval.py  the loss over every token of a text: nats/token, nats/char, bits/byte, perplexity
+    plot.py       loss.png from a run's log.jsonl
+    common.py     one-line errors for bad input, command-line parsing, atomic file writes
+
+The scripts import these; these import model.py and data/. Nothing in model.py or data/ imports them, but
+for two lazy imports that say why (reading OpenAI's weights, and a tokenizer kept in a checkpoint).
+"""
