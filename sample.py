@@ -3,16 +3,17 @@ Sample text from a trained model.
 
     python sample.py                                   # the committed checkpoint in checkpoint/
     python sample.py -p "ROMEO:" -m 300 -n 3 --seed=7
-    python sample.py --checkpoint=out -p "Hello, I'm a language model," --temperature=0.8 --top_k=200
+    python sample.py --checkpoint=out -p "Hello, I'm a language model," --top_k=100
     python sample.py -p "ROMEO:" -p "JULIET:" --top_p=0.9 --stop=$'\\n\\n' --out=samples.jsonl
     python sample.py --prompt_file=titles.txt --prompts_per_line -m 30 --no_prompt
-    python sample.py -i                                # type a prompt, read the continuation, repeat
-    python sample.py --out_dir=out --start=FILE:prompt.txt --num_samples=5    # nanoGPT's flags work too
+    python sample.py -i                                # type a prompt, read what follows; repeat
+    python sample.py --out_dir=out --start=FILE:prompt.txt --num_samples=5    # nanoGPT's flags too
 
 Each prompt runs through the model once, then one token per step with the keys and values cached
-(model.generate); its -n samples, and other prompts of the same length in tokens, run as one batch. A sample
-ends at <|endoftext|>, where a document ends (unless --no_stop), at a --stop text (cut before it), or after -m
-tokens. The checkpoint carries its config and tokenizer. Programs can call generate_text().
+(model.generate); its -n samples, and other prompts of the same length in tokens, run as one batch.
+A sample ends at <|endoftext|>, where a document ends (unless --no_stop), at a --stop text (cut
+before it), or after -m tokens. The checkpoint carries its config and tokenizer. Programs can call
+generate_text().
 """
 
 import argparse
@@ -30,39 +31,49 @@ from support.common import ArgumentParser, atomic_write, check_writable, in_rang
 from support.devices import autocast, resolve_device
 
 
-def generate_text(model, tok, prompts: list, max_new_tokens: int = 500, num_samples: int = 1, temperature=0.8,
-                  top_k=200, top_p=None, repetition_penalty=1.0, stop=(), stop_at_eot=True, stream=None,
-                  start: str | None = None, echo: bool = True) -> list[str]:
-    """Continue each prompt (None: a new document, from `start` or <|endoftext|>) num_samples times; return the
-    texts in order, each after its prompt unless echo is False. Rows of equal length run as one batch. stream,
-    if given, is called with the text of a single row piece by piece as it is made."""
+def generate_text(model, tok, prompts: list, max_new_tokens: int = 500, num_samples: int = 1,
+                  temperature=0.8, top_k=200, top_p=None, repetition_penalty=1.0, stop=(),
+                  stop_at_eot=True, stream=None, start: str | None = None,
+                  echo: bool = True) -> list[str]:
+    """Continue each prompt (None: a new document, from `start` or <|endoftext|>) num_samples
+    times; return the texts in order, each after its prompt unless echo is False. Rows of equal
+    length run as one batch. stream, if given, is called with the text of a single row piece by
+    piece as it is made."""
     if "" in stop:
         raise ValueError("a --stop text is empty: give the text that should end a sample")
     rows = [p for p in prompts for _ in range(num_samples)]
-    ids = [tok.encode(p) if p is not None else tok.encode(start) if start else [tok.eot_token] for p in rows]
+    # a new document (prompt None) starts from `start` when given, else from <|endoftext|>
+    new_document = tok.encode(start) if start else [tok.eot_token]
+    ids = [new_document if p is None else tok.encode(p) for p in rows]
+    # only a single row streams
     stream = stream if len(rows) == 1 else None
     if stream and echo:
         stream(rows[0] or "")
-    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                    repetition_penalty=repetition_penalty)
+    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                    top_p=top_p, repetition_penalty=repetition_penalty)
+    device = next(model.parameters()).device
     texts = [""] * len(rows)
     for n in sorted(set(map(len, ids))):
         group = [i for i in range(len(rows)) if len(ids[i]) == n]
-        x = torch.tensor([ids[i] for i in group], dtype=torch.long, device=next(model.parameters()).device)
-        for i, text in zip(group, continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling)):
-            texts[i] = (rows[i] or "") + text if echo else text
+        x = torch.tensor([ids[i] for i in group], dtype=torch.long, device=device)
+        new_texts = continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling)
+        for i, text in zip(group, new_texts):
+            prompt = rows[i] or ""
+            texts[i] = prompt + text if echo else text
     return texts
 
 
 def continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling) -> list[str]:
     """The new text of each row of x (B, T), cut at <|endoftext|> and at the first stop text."""
-    # tokens are byte-level: one may hold half a UTF-8 character, so only whole characters reach the text
+    # tokens are byte-level: one may hold half a UTF-8 character, so only whole characters reach
+    # the text
     decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(len(x))]
     texts, done = [""] * len(x), [False] * len(x)
-    hold = max((len(s) for s in stop), default=1) - 1  # not shown yet: it may be the start of a stop text
-    shown = 0
     eot = [tok.eot_token] if stop_at_eot and tok.eot_token is not None else []
-    for next_tokens, _, finished in model.generate_tokens(x, vocab_limit=tok.n_vocab, stop_tokens=eot, **sampling):
+
+    def add_tokens(next_tokens) -> list[bool]:
+        """Append each row's new token to its text; return which rows are done (generate_tokens
+        stops them)."""
         for r, t in enumerate(next_tokens[:, 0].tolist()):
             if done[r] or t in eot:
                 done[r] = True
@@ -70,14 +81,24 @@ def continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling) -> list[
             old = len(texts[r])
             texts[r] += decoders[r].decode(tok.decode_bytes([t]))
             hits = [i for i in (texts[r].find(s, max(0, old - len(s) + 1)) for s in stop) if i >= 0]
-            if hits:  # cut the sample before its stop text, and tell the model the row is finished
-                texts[r], done[r], finished[r] = texts[r][: min(hits)], True, True
+            if hits:
+                # cut the sample before its stop text
+                texts[r], done[r] = texts[r][: min(hits)], True
+        return done
+
+    # the last `hold` characters are not shown yet: they may be the start of a stop text
+    hold = max((len(s) for s in stop), default=1) - 1
+    shown = 0
+    steps = model.generate_tokens(x, vocab_limit=tok.n_vocab, stop_tokens=eot,
+                                  stop_rows=add_tokens, **sampling)
+    for _ in steps:
         end = len(texts[0]) if done[0] else len(texts[0]) - hold
         if stream and end > shown:
             stream(texts[0][shown:end])
             shown = end
     for r in range(len(x)):
-        if not done[r]:  # a sample cut short by -m may end inside a character: show what is left
+        # a sample cut short by -m may end inside a character: show what is left
+        if not done[r]:
             texts[r] += decoders[r].decode(b"", final=True)
     if stream and len(texts[0]) > shown:
         stream(texts[0][shown:])
@@ -85,8 +106,8 @@ def continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling) -> list[
 
 
 def prompts_of(args) -> list:
-    """The prompts: -p/--start (given several times, or nanoGPT's FILE:path), or --prompt_file (one prompt, or one
-    per line with --prompts_per_line); none: one new document."""
+    """The prompts: -p/--start (given several times, or nanoGPT's FILE:path), or --prompt_file (one
+    prompt, or one per line with --prompts_per_line); none: one new document."""
     prompts = [p for p in args.prompt if not p.startswith("FILE:")]
     path = ([p[5:] for p in args.prompt if p.startswith("FILE:")] or [args.prompt_file])[-1]
     if path:
@@ -95,42 +116,66 @@ def prompts_of(args) -> list:
                 text = f.read()
         except OSError as e:
             raise ValueError(f"cannot read the prompt file {path}: {e.strerror}") from None
-        lines = [line for line in text.splitlines() if line.strip()] if args.prompts_per_line else [text]
+        if args.prompts_per_line:
+            lines = [line for line in text.splitlines() if line.strip()]
+        else:
+            lines = [text]
         if not lines:
             raise ValueError(f"{path} holds no prompt")
         prompts += lines
     if "" in prompts:
-        raise ValueError("the prompt is empty: give some text with -p, or leave -p out to start a new document")
+        raise ValueError("the prompt is empty: give some text with -p, or leave -p out to start a "
+                         "new document")
     return prompts or [None]
 
 
 def main(argv=None):
     args = parse_args(argv)
-    check_sampling(args.temperature, args.top_k or None, args.top_p, args.repetition_penalty)  # before loading
+    # the sampling options are checked before the model is loaded
+    check_sampling(args.temperature, args.top_k or None, args.top_p, args.repetition_penalty)
     prompts, out = prompts_of(args), args.out
     if out is not None:
         check_writable(os.path.dirname(out) or ".")
         if not out or os.path.isdir(out):
             raise ValueError(f"--out={out!r} must name a file")
     if args.interactive and (out or prompts != [None]):
-        raise ValueError("-i reads its prompts from the terminal: use it without -p, --prompt_file and --out")
-    single = len(prompts) * args.num_samples == 1 and not out
-    stream = args.interactive or (single and sys.stdout.isatty() if args.stream is None else args.stream)
-    if stream and not single:
-        raise ValueError("--stream prints one sample as it is made: use it with one prompt, -n 1 and no --out")
+        raise ValueError("-i reads its prompts from the terminal: use it without -p, --prompt_file "
+                         "and --out")
+    one_sample = len(prompts) * args.num_samples == 1 and not out
+    if args.interactive:
+        stream = True
+    elif args.stream is None:
+        # by default one sample streams when it goes to a terminal
+        stream = one_sample and sys.stdout.isatty()
+    else:
+        stream = args.stream
+    if stream and not one_sample:
+        raise ValueError("--stream prints one sample as it is made: use it with one prompt, -n 1 "
+                         "and no --out")
     device, dtype = resolve_device(args.device, args.dtype)
-    source = args.checkpoint or (args.out_dir if args.init_from in (None, "resume") else args.init_from)
+    if args.checkpoint:
+        source = args.checkpoint
+    elif args.init_from in (None, "resume"):
+        # nanoGPT's flags: --init_from=resume (or none) samples the checkpoint in --out_dir
+        source = args.out_dir
+    else:
+        source = args.init_from
     torch.manual_seed(args.seed)
     model, tok, desc, documents = ckpt.load_for_inference(source, device)
     print(f"model: {desc}", file=sys.stderr)
-    options = dict(max_new_tokens=args.max_new_tokens, num_samples=args.num_samples, temperature=args.temperature,
-                   top_k=args.top_k or None, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                   stop=args.stop, stop_at_eot=not args.no_stop, start=None if documents > 1 else "\n")
+    # a model trained on one document never saw <|endoftext|>: its new documents start at a newline
+    start = None if documents > 1 else "\n"
+    options = dict(max_new_tokens=args.max_new_tokens, num_samples=args.num_samples,
+                   temperature=args.temperature, top_k=args.top_k or None, top_p=args.top_p,
+                   repetition_penalty=args.repetition_penalty, stop=args.stop,
+                   stop_at_eot=not args.no_stop, start=start)
     write = functools.partial(print, end="", flush=True)
 
-    # on a CPU, decoding reads the weights through row-block copies made once (speedups.py)
-    with speedups.decoding_copies(model, tok.n_vocab), autocast(device, dtype):
-        while args.interactive:  # one prompt per line, until end of input (Ctrl-D)
+    # On a CPU every Linear reads its weight as one block of rows per thread while decoding
+    # (speedups.row_blocks swaps their forward methods for this block's length; the same numbers).
+    with speedups.row_blocks(model, tok.n_vocab), autocast(device, dtype):
+        # -i: one prompt per line, until end of input (Ctrl-D)
+        while args.interactive:
             try:
                 prompt = input("> ")
             except EOFError:
@@ -141,12 +186,16 @@ def main(argv=None):
                 print()
         texts = generate_text(model, tok, prompts, **options, stream=write if stream else None,
                               echo=not args.no_prompt)
-    if out and out.endswith(".jsonl"):  # a JSON object per sample, with its prompt and settings
+    if out and out.endswith(".jsonl"):
+        # a JSON object per sample, with its prompt and settings
         rows = [p for p in prompts for _ in range(args.num_samples)]
-        text = "".join(json.dumps(dict(prompt=p, text=t, **options, seed=args.seed, checkpoint=desc)) + "\n"
-                       for p, t in zip(rows, texts))
+        text = "".join(json.dumps(dict(prompt=p, text=t, **options, seed=args.seed,
+                                       checkpoint=desc)) + "\n" for p, t in zip(rows, texts))
+    elif stream:
+        # the sample is on the screen already: end its line
+        text = "\n"
     else:
-        text = ("\n" + "-" * 40 + "\n").join(texts) + "\n" if not stream else "\n"
+        text = ("\n" + "-" * 40 + "\n").join(texts) + "\n"
     if out:
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         atomic_write(out, lambda f: f.write(text), text=True)
@@ -157,43 +206,61 @@ def main(argv=None):
 
 def parse_args(argv):
     p = ArgumentParser(__doc__)
-    p.add_argument("-p", "--prompt", "--start", action="append", default=[], help="text to continue (repeatable: "
-                   "one batch; FILE:path reads it from a file, as nanoGPT's --start) (default: a new document)")
+    p.add_argument("-p", "--prompt", "--start", action="append", default=[],
+                   help="text to continue (repeatable: one batch; FILE:path reads it from a file, "
+                   "as nanoGPT's --start) (default: a new document)")
     p.add_argument("--prompt_file", help="read the prompt from this file")
-    p.add_argument("--prompts_per_line", action="store_true", help="each line of --prompt_file is a prompt")
-    p.add_argument("-m", "--max_new_tokens", type=in_range(1, 10**6), default=500, help="at most this many new "
-                   "tokens per sample, which ends earlier at <|endoftext|> or a --stop text (default 500)")
-    p.add_argument("-n", "--num_samples", type=in_range(1, 10**4), default=1, help="samples per prompt (default 1)")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; <1 sharper, >1 more random "
-                   "(default 0.8)")
-    p.add_argument("--top_k", type=int, default=200, help="sample among the k likeliest tokens only (0: all; "
-                   "default 200)")
-    p.add_argument("--top_p", type=float, default=None, help="nucleus sampling: among the likeliest tokens whose "
-                   "probabilities add up to top_p, e.g. 0.9 (default: off)")
-    p.add_argument("--repetition_penalty", type=float, default=1.0, help=">1 makes tokens already in the text "
-                   "less likely, e.g. 1.2 (default 1: off)")
-    p.add_argument("--stop", action="append", default=[], help="end a sample at this text (repeatable)")
-    p.add_argument("--no_stop", action="store_true", help="go on past <|endoftext|> (a new document)")
-    p.add_argument("--no_prompt", action="store_true", help="print or write the new text only, without its prompt")
-    p.add_argument("--out", help="write the samples to this file (.jsonl: one JSON object each, with its prompt "
-                   "and settings; else separated by a line of dashes) and print a summary only")
-    p.add_argument("-i", "--interactive", action="store_true", help="read a prompt, print its continuation as it "
-                   "is made, repeat until end of input")
+    p.add_argument("--prompts_per_line", action="store_true",
+                   help="each line of --prompt_file is a prompt")
+    p.add_argument("-m", "--max_new_tokens", type=in_range(1, 10**6), default=500,
+                   help="at most this many new tokens per sample, which ends earlier at "
+                   "<|endoftext|> or a --stop text (default 500)")
+    p.add_argument("-n", "--num_samples", type=in_range(1, 10**4), default=1,
+                   help="samples per prompt (default 1)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="0 = greedy; <1 sharper, >1 more random (default 0.8)")
+    p.add_argument("--top_k", type=int, default=200,
+                   help="sample among the k likeliest tokens only (0: all; default 200)")
+    p.add_argument("--top_p", type=float, default=None,
+                   help="nucleus sampling: among the likeliest tokens whose probabilities add up "
+                   "to top_p, e.g. 0.9 (default: off)")
+    p.add_argument("--repetition_penalty", type=float, default=1.0,
+                   help=">1 makes tokens already in the text less likely, e.g. 1.2 "
+                   "(default 1: off)")
+    p.add_argument("--stop", action="append", default=[],
+                   help="end a sample at this text (repeatable)")
+    p.add_argument("--no_stop", action="store_true",
+                   help="go on past <|endoftext|> (a new document)")
+    p.add_argument("--no_prompt", action="store_true",
+                   help="print or write the new text only, without its prompt")
+    p.add_argument("--out", help="write the samples to this file (.jsonl: one JSON object each, "
+                   "with its prompt and settings; else separated by a line of dashes) and print a "
+                   "summary only")
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="read a prompt, print its continuation as it is made, repeat until end "
+                   "of input")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=None,
                    help="print tokens as they come (default: on for one sample on a terminal)")
-    p.add_argument("--seed", type=in_range(0, 2**63 - 1), default=1337, help="random seed (default 1337)")
+    p.add_argument("--seed", type=in_range(0, 2**63 - 1), default=1337,
+                   help="random seed (default 1337)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default auto)")
-    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16: autocast on a GPU "
-                   "(default auto: bfloat16 there, float32 on a CPU)")
-    p.add_argument("--compile", type=lambda s: s.lower() in ("1", "true"), default=False, help="nanoGPT's flag, "
-                   "accepted and not used: decoding with the KV cache runs eagerly")
-    p.add_argument("--checkpoint", default=None, help="a .pt file or a folder holding ckpt.pt (default: "
-                   "checkpoint/); or gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face folder")
-    p.add_argument("--init_from", default=None, help="nanoGPT's flag: resume (the checkpoint in --out_dir) or gpt2*")
-    p.add_argument("--out_dir", default=None, help="nanoGPT's flag: the folder whose ckpt.pt to sample")
+    p.add_argument("--dtype", default="auto",
+                   help="auto, float32, bfloat16 or float16: autocast on a GPU (default auto: "
+                   "bfloat16 there, float32 on a CPU)")
+    p.add_argument("--compile", type=lambda s: s.lower() in ("1", "true"), default=False,
+                   help="nanoGPT's flag, accepted and not used: decoding with the KV cache runs "
+                   "eagerly")
+    p.add_argument("--checkpoint", default=None,
+                   help="a .pt file or a folder holding ckpt.pt (default: checkpoint/); or gpt2, "
+                   "gpt2-medium, gpt2-large, gpt2-xl, or a Hugging Face folder")
+    p.add_argument("--init_from", default=None,
+                   help="nanoGPT's flag: resume (the checkpoint in --out_dir) or gpt2*")
+    p.add_argument("--out_dir", default=None,
+                   help="nanoGPT's flag: the folder whose ckpt.pt to sample")
     args = p.parse_args(argv)
     if args.init_from == "resume" and not args.out_dir:
-        args.out_dir = "out"  # nanoGPT's default
+        # nanoGPT's default
+        args.out_dir = "out"
     return args
 
 

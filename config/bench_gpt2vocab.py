@@ -3,7 +3,7 @@
     python bench/bench.py config/bench_gpt2vocab.py      # about 4 minutes on a 2-core CPU, with its references
 
 n_layer 6, n_head 6, n_embd 384, context 256, batch 8: the lm_head and the loss over 50k classes are ~62%
-of the FLOPs, which is where speedups.ChunkedLMHeadLoss earns its keep.
+of the FLOPs, which is where support/speedups.py's ChunkedLMHeadLoss earns its keep.
 """
 
 n_layer = 6

@@ -16,7 +16,7 @@ max_seconds = 200.0  # of training steps; start-up, the two evaluations and the 
 max_iters = 1_000_000  # the clock ends the run
 eval_interval = 1_000_000  # evaluate at the start and the end only
 eval_iters = 10
-log_interval = 200
+log_interval = 50
 always_save_checkpoint = False
 
 gradient_accumulation_steps = 1

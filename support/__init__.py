@@ -12,5 +12,6 @@ none of them changes what the model computes.
     common.py     one-line errors for bad input, command-line parsing, atomic file writes
 
 The scripts import these; these import model.py and data/. Nothing in model.py or data/ imports them, but
-for two lazy imports that say why (reading OpenAI's weights, and a tokenizer kept in a checkpoint).
+for three lazy imports that say why: reading OpenAI's weights, a tokenizer kept in a checkpoint, and
+decoding through row blocks on a CPU.
 """

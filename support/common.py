@@ -1,6 +1,7 @@
 """
-What every script shares: bad input ends in one line, `error: ...`, and exit status 1; and files are written
-under a temporary name and renamed, so an interrupted write never leaves half a file where a reader looks.
+What every script shares: bad input ends in one line, `error: ...`, and exit status 1; and files are
+written under a temporary name and renamed, so an interrupted write never leaves half a file where a
+reader looks.
 """
 
 import argparse
@@ -10,7 +11,8 @@ import sys
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the script's docstring as its help, and bad arguments reported like any bad input."""
+    """argparse with the script's docstring as its help, and bad arguments reported like any bad
+    input."""
 
     def __init__(self, doc: str):
         super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -21,23 +23,29 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def in_range(lo, hi, kind=int):
-    """An argparse type: a `kind` number from lo to hi (both included); anything else is refused in one line."""
+    """An argparse type: a `kind` number from lo to hi (both included); anything else is refused in
+    one line."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not lo <= value <= hi:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"need {kind.__name__} from {lo:,} to {hi:,}, got {text!r}")
+        # the comparison also refuses nan
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"need {kind.__name__} from {lo:,} to {hi:,}, "
+                                             f"got {text!r}")
         return value
     return parse
 
 
 def one_line_errors():
-    """Print an uncaught user error (a bad setting or file, a full disk: ValueError, OSError, ...) as one line,
-    `error: ...`, exit status 1; anything else is a bug and keeps its traceback."""
+    """Print an uncaught user error (a bad setting or file, a full disk: ValueError, OSError, ...)
+    as one line, `error: ...`, exit status 1; anything else is a bug and keeps its traceback."""
+    user_errors = (ValueError, OSError, MemoryError, FloatingPointError)
+
     def hook(kind, error, tb):
-        if issubclass(kind, (ValueError, OSError, MemoryError, FloatingPointError)) or "OutOfMemory" in kind.__name__:
+        # torch.cuda.OutOfMemoryError, a RuntimeError, too: a smaller batch_size is the user's fix
+        if issubclass(kind, user_errors) or "OutOfMemory" in kind.__name__:
             print(f"error: {error}", file=sys.stderr)
         elif not issubclass(kind, KeyboardInterrupt):
             sys.__excepthook__(kind, error, tb)
@@ -63,8 +71,9 @@ def check_writable(path: str):
     if not path:
         raise ValueError("an empty folder name was given: name a folder")
     parent = os.path.abspath(path)
-    while not os.path.exists(parent):  # the nearest part of the path that exists: it will hold the rest
+    # the nearest part of the path that exists: it will hold the rest
+    while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{path} is not writable ({parent} is {'a file' if os.path.isfile(parent) else 'read-only'})"
-                         f"; choose another folder")
+        what = "a file" if os.path.isfile(parent) else "read-only"
+        raise ValueError(f"{path} is not writable ({parent} is {what}); choose another folder")

@@ -1,7 +1,7 @@
 """
-The loss of a model over every token of a text: train.py's final report and eval.py's numbers. Reported in
-nats per token and perplexity, which depend on the tokenizer, and in nats per character and bits per byte,
-which let models with different tokenizers be compared.
+The loss of a model over every token of a text: train.py's final report and eval.py's numbers.
+Reported in nats per token and perplexity, which depend on the tokenizer, and in nats per character
+and bits per byte, which let models with different tokenizers be compared.
 """
 
 import math
@@ -15,14 +15,16 @@ from data.shards import to_device
 
 @torch.no_grad()
 def total_loss(model, batches, n_vocab: int, device: str, ctx, desc: str = "eval"):
-    """(the cross-entropy summed over every target, in nats; the number of targets) over batches of token rows
-    (B, T+1). The logits cover only the tokenizer's n_vocab real tokens (text never holds the padded rows), and
-    are formed 1,024 rows at a time into one buffer, so the (tokens x vocabulary) tensor is never written out."""
+    """(the cross-entropy summed over every target, in nats; the number of targets) over batches of
+    token rows (B, T+1). The logits cover only the tokenizer's n_vocab real tokens (text never holds
+    the padded rows), and are formed 1,024 rows at a time into one buffer, so the (tokens x
+    vocabulary) tensor is never written out."""
     was_training, nats, count = model.training, 0.0, 0
     model.eval()
     weight = model.lm_head.weight[:n_vocab].float()
     buf = torch.empty(1024, n_vocab, device=weight.device)
-    for rows in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not sys.stderr.isatty()):
+    bar = tqdm(batches, desc=desc, unit="batch", leave=False, disable=not sys.stderr.isatty())
+    for rows in bar:
         x, y = to_device(rows, device, n_vocab)
         with ctx:
             hidden = model.hidden_states(x)
@@ -31,7 +33,9 @@ def total_loss(model, batches, n_vocab: int, device: str, ctx, desc: str = "eval
             h, t = hidden[s : s + len(buf)], y[s : s + len(buf)]
             logits = torch.mm(h, weight.t(), out=buf[: len(t)])
             target, top = logits.gather(1, t[:, None]), logits.amax(dim=1, keepdim=True)
-            nats += (top + logits.sub_(top).exp_().sum(dim=1, keepdim=True).log() - target).sum().item()
+            # log-sum-exp less the target's logit, shifted by the row's max so exp cannot overflow
+            lse = top + logits.sub_(top).exp_().sum(dim=1, keepdim=True).log()
+            nats += (lse - target).sum().item()
         count += len(y)
     model.train(was_training)
     return nats, count
@@ -39,5 +43,7 @@ def total_loss(model, batches, n_vocab: int, device: str, ctx, desc: str = "eval
 
 def report(nats: float, count: int, chars: int, n_bytes: int) -> dict:
     """The four measures of one total loss, under the names log.jsonl and eval.py's lines use."""
-    return dict(nats_per_token=nats / count, nats_per_char=nats / chars, bits_per_byte=nats / n_bytes / math.log(2),
+    # exp(710) and above overflows a float: a diverged model gets a huge perplexity, not an error
+    return dict(nats_per_token=nats / count, nats_per_char=nats / chars,
+                bits_per_byte=nats / n_bytes / math.log(2),
                 perplexity=math.exp(min(nats / count, 700)))

@@ -24,17 +24,36 @@ def read_log(out_dir: str) -> list[dict]:
 
 
 def keep_log_until(out_dir: str, iter_num: int):
-    """Drop the entries a run resumed at iter_num will write again: those after it, and the evaluation at it."""
-    kept = [e for e in read_log(out_dir) if e.get("iter", 0) < iter_num or (e.get("iter") == iter_num and "loss" in e)]
-    atomic_write(os.path.join(out_dir, "log.jsonl"), lambda f: f.writelines(json.dumps(e) + "\n" for e in kept), True)
+    """Drop the entries a run resumed at iter_num will write again: those after it, and the evaluation
+    at it (the step's own training line stays)."""
+    kept = [e for e in read_log(out_dir)
+            if e.get("iter", 0) < iter_num or (e.get("iter") == iter_num and "loss" in e)]
+    write = lambda f: f.writelines(json.dumps(e) + "\n" for e in kept)
+    atomic_write(os.path.join(out_dir, "log.jsonl"), write, text=True)
+
+
+def smooth(values: list[float]) -> list[float]:
+    """An exponential moving average, debiased at the start as TensorBoard's is. Its span grows with the
+    number of points, so a short run keeps its shape and a long one loses its step-to-step noise."""
+    beta = 1 - 1 / max(1.0, len(values) / 20)
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta**i) if beta else v)
+    return out
 
 
 def plot_log(out_dir: str, quiet: bool = False) -> str | None:
-    """Write out_dir/loss.png and return its path; None (after one note) without matplotlib."""
+    """Write out_dir/loss.png and return its path; None (after one note) without matplotlib.
+
+    Every logged training loss is drawn faintly, with its smoothed curve over it; the evaluations are
+    markers (train and val loss on the same batches each time), and the final report's loss over the whole
+    val split, when there is one, is a star at the last iteration."""
     try:
         import matplotlib
 
-        matplotlib.use("Agg")  # files only, no display needed
+        # files only: no display is needed, or opened
+        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         if not _warned:
@@ -43,18 +62,25 @@ def plot_log(out_dir: str, quiet: bool = False) -> str | None:
         return None
     rows = read_log(out_dir)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    curves = {"loss": ("-", "tab:blue", 0.8, 0.4, "train (per step)"),  # format, color, line width, alpha, label
-              "train_loss": ("o-", "tab:blue", 1.5, 1, "train (eval)"),
-              "val_loss": ("o-", "tab:orange", 1.5, 1, "val (eval)")}
-    for key, (fmt, color, lw, alpha, label) in curves.items():
+    steps = [(r["iter"], r["loss"]) for r in rows if "loss" in r]
+    if steps:
+        its, losses = zip(*steps)
+        ax.plot(its, losses, "-", lw=0.8, alpha=0.3, color="tab:blue")
+        ax.plot(its, smooth(list(losses)), "-", lw=1.6, color="tab:blue", label="train (smoothed)")
+    marks = {"train_loss": ("o", "tab:blue", "train (eval)"), "val_loss": ("s", "tab:orange", "val (eval)"),
+             "final_val_loss": ("*", "tab:red", "val, whole split (final)")}
+    for key, (marker, color, label) in marks.items():
         points = [(r["iter"], r[key]) for r in rows if key in r]
         if points:
-            ax.plot(*zip(*points), fmt, ms=3, lw=lw, alpha=alpha, color=color, label=label)
+            # a line joins the evaluations only where there are enough of them to make a curve
+            joined = key == "val_loss" and len(points) >= 3
+            ax.plot(*zip(*points), marker, ms=9 if marker == "*" else 5, color=color, label=label,
+                    ls=":" if joined else "none", lw=1)
     tokens = {r["iter"]: r["tokens"] for r in rows if r.get("tokens") and r.get("iter")}
     if tokens:
         per_iter = max(tokens.values()) / max(tokens)
-        top = ax.secondary_xaxis("top", functions=(lambda x: x * per_iter / 1e6, lambda t: t * 1e6 / per_iter))
-        top.set_xlabel("tokens seen (millions)")
+        to_tokens = (lambda x: x * per_iter / 1e6, lambda t: t * 1e6 / per_iter)
+        ax.secondary_xaxis("top", functions=to_tokens).set_xlabel("tokens seen (millions)")
     ax.set(xlabel="iteration", ylabel="loss (nats per token)")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -1,13 +1,16 @@
-"""Bad input, everywhere: every setting of train.py and every flag of sample.py, data/prepare.py, export.py,
-and eval.py, given boundary values (0, -1, huge, empty, NaN, a wrong type, a folder, a file, a path that
-does not exist), either works or stops with one line, `error: ...`, exit status 1, no traceback, and nothing
-written. The scripts run in this process (runpy / main()) so that hundreds of runs take a minute; the contract
-they are held to is what common.one_line_errors() turns into that one line. Also: every script answers --help,
-every config file loads, and the error messages a user met are the ones listed in the docstring of each test."""
+"""Bad input, everywhere: every setting of train.py and every flag of sample.py, data/prepare.py,
+export.py, and eval.py, given boundary values (0, -1, huge, empty, NaN, a wrong type, a folder, a
+file, a path that does not exist), either works or stops with one line, `error: ...`, exit status 1,
+no traceback, and nothing written. The scripts run in this process (runpy / main()) so that hundreds
+of runs take a minute; the contract they are held to is what common.one_line_errors() turns into
+that one line. Also: every script answers --help, every config file loads, the error messages a user
+met are the ones listed in the docstring of each test, and each check of train.py's settings and of
+meta.json gives its own message, also under `python -O` (.ci/run)."""
 
 import argparse
 import contextlib
 import io
+import json
 import os
 import runpy
 import shutil
@@ -33,7 +36,8 @@ USER_ERRORS = (ValueError, OSError, MemoryError, FloatingPointError)
 
 
 def outcome(fn) -> str:
-    """'ok', or the one-line error fn ended with (as the scripts print it); fails the test on anything else."""
+    """'ok', or the one-line error fn ended with (as the scripts print it); fails the test on
+    anything else."""
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -47,7 +51,8 @@ def outcome(fn) -> str:
         assert "\n" not in str(e) and str(e), f"not one line: {e!r}"
         return f"error: {e}"
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # train.py installs its own handlers
+        # train.py installs its own handlers
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return "ok"
 
@@ -68,13 +73,13 @@ def train_settings() -> dict:
     """train.py's settings and their defaults: its source up to the line where they are read."""
     ns = {"__file__": str(ROOT / "train.py")}
     exec((ROOT / "train.py").read_text(encoding="utf-8").split("\none_line_errors()")[0], ns)
-    return {k: v for k, v in ns.items() if not k.startswith("_") and isinstance(v, (int, float, bool, str, type(None)))}
+    simple = (int, float, bool, str, type(None))
+    return {k: v for k, v in ns.items() if not k.startswith("_") and isinstance(v, simple)}
 
 
-BASE = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=2", "--eval_iters=1",
-        "--max_iters=2", "--eval_interval=2", "--log_interval=1", "--device=cpu", "--peak_flops=1e12",
-        "--final_eval=False", "--sample_tokens=4", "--compile=False"]
-SLOW = {"compile": ["True"]}  # valid values left out: torch.compile on a CPU takes half a minute
+BASE = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=2",
+        "--eval_iters=1", "--max_iters=2", "--eval_interval=2", "--log_interval=1", "--device=cpu",
+        "--peak_flops=1e12", "--final_eval=False", "--sample_tokens=4", "--compile=False"]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +92,8 @@ def tmp(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(train_settings()))
 def test_every_train_setting(name, tmp, bpe_data, monkeypatch):
     default = train_settings()[name]
-    monkeypatch.chdir(tmp)  # relative paths land here
+    # relative paths land here
+    monkeypatch.chdir(tmp)
 
     @settings(max_examples=12, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
@@ -95,35 +101,108 @@ def test_every_train_setting(name, tmp, bpe_data, monkeypatch):
     def check(value):
         out = tmp / f"out-{name}"
         shutil.rmtree(out, ignore_errors=True)
-        args = [a for a in [f"--dataset={bpe_data}", f"--out_dir={out}", *BASE] if not a.startswith(f"--{name}=")]
+        args = [a for a in [f"--dataset={bpe_data}", f"--out_dir={out}", *BASE]
+                if not a.startswith(f"--{name}=")]
         monkeypatch.setattr(sys, "argv", ["train.py", *args, f"--{name}={value}"])
         result = outcome(lambda: runpy.run_path(str(ROOT / "train.py"), run_name="__main__"))
-        assert result == "ok" or not out.exists() or any(out.iterdir()), f"--{name}={value!r}: empty {out} left"
+        assert result == "ok" or not out.exists() or any(out.iterdir()), \
+            f"--{name}={value!r}: empty {out} left"
 
     check()
 
 
-FLAGS = {  # script: (main, the flags and the kinds of value they take, the arguments that make a valid call)
-    "sample.py": (sample.main, dict(max_new_tokens=int, num_samples=int, temperature=float, top_k=int, top_p=float,
-                                    repetition_penalty=float, seed=int, device=str, dtype=str, checkpoint=str,
-                                    init_from=str, out_dir=str, prompt=str, prompt_file=str, stop=str, out=str,
-                                    compile=bool), ["-m", "2", "--device=cpu"]),
-    "data/prepare.py": (prepare.main, dict(input=str, name=str, out_dir=str, split=str, column=str, tokenizer=str,
-                                           vocab_size=int, val_fraction=float, num_proc=int, seed=int), []),
+# Every range and type that train.py checks, with the message it gives. The dataset does not exist:
+# each check must come first, before any data is read, so a case takes milliseconds. .ci/run runs
+# these again under `python -O`, where an assert would check nothing.
+BAD_SETTINGS = [
+    *[([f"--{k}=0"], f"{k} must be > 0, got 0") for k in
+      ("eval_interval", "log_interval", "eval_iters", "sample_tokens", "batch_size",
+       "gradient_accumulation_steps")],
+    *[([f"--{k}=0"], f"{k} must be > 0, got 0.0") for k in ("learning_rate", "eps")],
+    *[([f"--{k}=-1"], f"{k} must be >= 0, got -1") for k in
+      ("sample_interval", "vocab_size", "max_iters", "warmup_iters", "lr_decay_iters", "seed")],
+    *[([f"--{k}=-1"], f"{k} must be >= 0, got -1.0") for k in
+      ("max_seconds", "weight_decay", "grad_clip", "min_lr", "peak_flops")],
+    *[([f"--{k}=1"], f"{k} must be in [0, 1), got 1.0") for k in ("beta1", "beta2")],
+    *[([f"--{k}=0"], f"{k} must be a positive integer, got 0") for k in
+      ("block_size", "n_layer", "n_head", "n_embd")],
+    (["--n_embd=30", "--n_head=4"], "n_embd (30) must be divisible by n_head (4)"),
+    (["--dropout=1"], "dropout must be in [0, 1), got 1.0"),
+    (["--gelu=relu"], "gelu must be 'tanh' or 'exact'"),
+    (["--init_from=gpt3"], "init_from='gpt3' is none of auto, scratch, resume, gpt2"),
+    (["--backend=nccl2"], "backend must be '', nccl, gloo or mpi, got 'nccl2'"),
+    (["--out_dir="], "an empty folder name was given"),
+    (["--device=tpu"], "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    (["--dtype=int8"], "dtype must be auto, float32, bfloat16 or float16, got 'int8'"),
+    (["--batch_size=1.5"], "config key 'batch_size' expects an int"),
+    (["--learning_rate=nan"], "config key 'learning_rate' expects a finite float"),
+    (["--compile=maybe"], "config key 'compile' expects a bool"),
+    (["--batch_sise=4"], "unknown config key 'batch_sise' (did you mean 'batch_size'?)"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_SETTINGS, ids=[" ".join(a) for a, _ in BAD_SETTINGS])
+def test_each_bad_train_setting_gives_its_message(args, message, tmp, monkeypatch):
+    monkeypatch.chdir(tmp)
+    out = tmp / "out-bad"
+    keys = {a.split("=")[0] for a in args}
+    base = [a for a in [f"--out_dir={out}", *BASE] if a.split("=")[0] not in keys]
+    monkeypatch.setattr(sys, "argv", ["train.py", f"--dataset={tmp / 'no_data'}", *base, *args])
+    result = outcome(lambda: runpy.run_path(str(ROOT / "train.py"), run_name="__main__"))
+    assert result.startswith("error: ") and message in result, result
+    assert not out.exists()
+
+
+GOOD_META = dict(format="gpt-shards", version=1, tokenizer="gpt2", vocab_size=50257,
+                 eot_token=50256, splits={"train": {"shards": []}, "val": {"shards": []}})
+BAD_METAS = [("[]", "not a JSON object"), ("{", "unreadable, or not JSON"),
+             (json.dumps({**GOOD_META, "version": 2}), "format/version"),
+             (json.dumps({**GOOD_META, "vocab_size": "320"}), "vocab_size"),
+             (json.dumps({k: v for k, v in GOOD_META.items() if k != "tokenizer"}), "tokenizer"),
+             (json.dumps({**GOOD_META, "eot_token": None}), "eot_token"),
+             (json.dumps({**GOOD_META, "splits": {"train": {"shards": []}}}), "splits.val.shards")]
+
+
+@pytest.mark.parametrize("text,problem", BAD_METAS, ids=[p for _, p in BAD_METAS])
+def test_a_bad_meta_json_says_what_is_wrong(text, problem, tmp, monkeypatch):
+    data = tmp / "bad_meta"
+    data.mkdir(exist_ok=True)
+    (data / "meta.json").write_text(text)
+    argv = ["train.py", f"--dataset={data}", f"--out_dir={tmp / 'out-meta'}", *BASE]
+    monkeypatch.setattr(sys, "argv", argv)
+    result = outcome(lambda: runpy.run_path(str(ROOT / "train.py"), run_name="__main__"))
+    assert result.startswith(f"error: {data / 'meta.json'} is corrupt"), result
+    assert problem in result, result
+
+
+# script: (main, the flags and the kinds of value they take, the arguments that make a valid call)
+FLAGS = {
+    "sample.py": (sample.main, dict(max_new_tokens=int, num_samples=int, temperature=float,
+                                    top_k=int, top_p=float, repetition_penalty=float, seed=int,
+                                    device=str, dtype=str, checkpoint=str, init_from=str,
+                                    out_dir=str, prompt=str, prompt_file=str, stop=str, out=str,
+                                    compile=bool),
+                  ["-m", "2", "--device=cpu"]),
+    "data/prepare.py": (prepare.main, dict(input=str, name=str, out_dir=str, split=str, column=str,
+                                           tokenizer=str, vocab_size=int, val_fraction=float,
+                                           num_proc=int, seed=int), []),
     "export.py": (export.main, dict(checkpoint=str, out_dir=str, half=str), []),
-    "eval.py": (eval_script.main, dict(checkpoint=str, input=str, split=str, batch_size=int, block_size=int,
-                                       hellaswag=str, limit=int, device=str), ["--device=cpu"]),
+    "eval.py": (eval_script.main, dict(checkpoint=str, input=str, split=str, batch_size=int,
+                                       block_size=int, hellaswag=str, limit=int, device=str),
+                ["--device=cpu"]),
 }
 
 
 def valid_call(script, tmp, text) -> list[str]:
     ckpt = str(ROOT / "tests" / "fixtures" / "pre_redesign" / "ckpt.pt")
-    return {"sample.py": [f"--checkpoint={ckpt}"], "export.py": [f"--checkpoint={ckpt}", f"--out_dir={tmp / 'hf'}"],
+    return {"sample.py": [f"--checkpoint={ckpt}"],
+            "export.py": [f"--checkpoint={ckpt}", f"--out_dir={tmp / 'hf'}"],
             "data/prepare.py": [f"--input={text}", f"--out_dir={tmp / 'prepared'}"],
             "eval.py": [f"--checkpoint={ckpt}", f"--input={text}"]}[script]
 
 
-@pytest.mark.parametrize("script,flag", [(s, f) for s, (_, flags, _) in FLAGS.items() for f in flags])
+@pytest.mark.parametrize("script,flag",
+                         [(s, f) for s, (_, flags, _) in FLAGS.items() for f in flags])
 def test_every_flag(script, flag, tmp, monkeypatch):
     main, flags, extra = FLAGS[script]
     monkeypatch.chdir(tmp)
@@ -135,13 +214,15 @@ def test_every_flag(script, flag, tmp, monkeypatch):
               suppress_health_check=list(HealthCheck))
     @given(value=st.sampled_from(values_for(default, tmp)))
     def check(value):
-        args = [a for a in [*valid_call(script, tmp, text), *extra] if not a.startswith(f"--{flag}=")]
+        args = [a for a in [*valid_call(script, tmp, text), *extra]
+                if not a.startswith(f"--{flag}=")]
         outcome(lambda: main([*args, f"--{flag}={value}"]))
 
     check()
 
 
-@pytest.mark.parametrize("module", [sample, prepare, export, eval_script, bench_generate, bench_tokenizer])
+@pytest.mark.parametrize("module",
+                         [sample, prepare, export, eval_script, bench_generate, bench_tokenizer])
 def test_every_flag_has_help_and_its_default(module, monkeypatch):
     parsers = []
 
@@ -159,14 +240,16 @@ def test_every_flag_has_help_and_its_default(module, monkeypatch):
             assert "default" in action.help, (action.option_strings, action.help)
 
 
-@pytest.mark.parametrize("script", ["train.py", "bench/bench.py", "sample.py", "eval.py", "export.py",
-                                    "data/prepare.py"])
+@pytest.mark.parametrize("script", ["train.py", "bench/bench.py", "sample.py", "eval.py",
+                                    "export.py", "data/prepare.py"])
 def test_help_runs(script):
     p = run(script, "--help")
     assert p.returncode == 0 and "usage:" in p.stdout
-    if script in ("train.py", "bench/bench.py"):  # each setting, its default and what it does, on one line
+    # each setting, its default and what it does, on one line
+    if script in ("train.py", "bench/bench.py"):
         settings_ = [line for line in p.stdout.split("settings:")[1].splitlines() if " = " in line]
-        assert settings_ and all("  # " in line for line in settings_), [x for x in settings_ if "  # " not in x]
+        bare = [x for x in settings_ if "  # " not in x]
+        assert settings_ and not bare, bare
 
 
 @pytest.mark.parametrize("config", sorted(os.listdir(ROOT / "config")))
@@ -187,17 +270,20 @@ def test_every_config_file_loads(config, monkeypatch):
     (["data/prepare.py", "--out_dir=OUT"], "cannot reach OpenWebText"),
 ])
 def test_the_errors_users_met(args, message, tmp_path):
-    """Each of these once gave a traceback or a wrong message; now one line, run as a user runs it."""
+    """Each of these once gave a traceback or a wrong message; now one line, run as a user runs
+    it."""
     args = [a.replace("OUT", str(tmp_path / "owt")) for a in args]
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     p = run(*args, *(["--dataset=nothing"] if args[0] == "train.py" else []), check=False, env=env)
     lines = p.stderr.strip().splitlines()
-    assert p.returncode == 1 and "Traceback" not in p.stderr and lines[-1].startswith("error: ") and \
-        message in lines[-1], p.stderr
-    assert not (tmp_path / "owt").exists()  # nothing left behind
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert lines[-1].startswith("error: ") and message in lines[-1], p.stderr
+    # nothing left behind
+    assert not (tmp_path / "owt").exists()
 
 
 def test_no_checkpoint_yet(tmp_path):
     (tmp_path / "out-custom").mkdir()
     p = run("sample.py", f"--checkpoint={tmp_path / 'out-custom'}", check=False)
-    assert p.returncode == 1 and "holds no checkpoint yet: train.py saves one at every eval_interval" in p.stderr
+    assert p.returncode == 1
+    assert "holds no checkpoint yet: train.py saves one at every eval_interval" in p.stderr

@@ -4,21 +4,23 @@ from configurator import configure
 
 
 def defaults():
-    return dict(batch_size=12, learning_rate=6e-4, compile=True, dataset="openwebtext", vocab_size=0, auto=None)
+    return dict(batch_size=12, learning_rate=6e-4, compile=True, dataset="openwebtext",
+                vocab_size=0, auto=None)
 
 
 def test_overrides_and_types(capsys):
     ns = defaults()
-    out = configure(ns, ["--batch_size=4", "--learning_rate=1", "--compile=false", "--dataset=my/data",
-                         "--vocab_size=5000"])
-    assert ns["batch_size"] == 4 and ns["learning_rate"] == 1.0 and isinstance(ns["learning_rate"], float)
+    out = configure(ns, ["--batch_size=4", "--learning_rate=1", "--compile=false",
+                         "--dataset=my/data", "--vocab_size=5000"])
+    assert ns["batch_size"] == 4 and ns["learning_rate"] == 1.0
+    assert isinstance(ns["learning_rate"], float)
     assert ns["compile"] is False and ns["dataset"] == "my/data" and ns["vocab_size"] == 5000
     assert out["batch_size"] == 4
     assert "batch_size = 4" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("value,expected", [("True", True), ("true", True), ("1", True), ("False", False),
-                                            ("false", False), ("0", False)])
+@pytest.mark.parametrize("value,expected", [("True", True), ("true", True), ("1", True),
+                                            ("False", False), ("false", False), ("0", False)])
 def test_booleans(value, expected):
     ns = defaults()
     configure(ns, [f"--compile={value}"], verbose=False)

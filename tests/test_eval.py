@@ -1,13 +1,14 @@
-"""eval.py: its loss equals train.py's final report and transformers' perplexity, its HellaSwag scores equal a
-direct computation of build-nanogpt's method, and bad input ends in one line."""
+"""eval.py: its loss equals train.py's final report and transformers' perplexity, its HellaSwag
+scores equal a direct computation of build-nanogpt's method, and bad input ends in one line."""
 
 import json
 import math
 import re
+import sys
 
 import pytest
 import torch
-from conftest import TINY, run, sample_text
+from conftest import ROOT, TINY, run, sample_text
 from torch.nn import functional as F
 
 from data.tokenizer import get_gpt2_tokenizer
@@ -28,13 +29,14 @@ def hf_gpt2(tmp_path_factory):
 
 
 def measures(stdout: str) -> dict[str, float]:
-    return {name: float(value) for name, value in re.findall(r"^([a-z/]+):\s+([\d.]+)$", stdout, re.M)}
+    found = re.findall(r"^([a-z/]+):\s+([\d.]+)$", stdout, re.M)
+    return {name: float(value) for name, value in found}
 
 
 def test_a_data_folder_gives_train_py_final_report(tmp_path, data_dir):
     out = tmp_path / "out"
-    p = run("train.py", *TINY, f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=4", "--eval_interval=4",
-            "--final_eval=True")
+    p = run("train.py", *TINY, f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=4",
+            "--eval_interval=4", "--final_eval=True")
     final = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     got = run("eval.py", f"--checkpoint={out}", f"--input={data_dir}", "--device=cpu").stdout
     m = measures(got)
@@ -44,8 +46,8 @@ def test_a_data_folder_gives_train_py_final_report(tmp_path, data_dir):
     count = re.search(r"final val over all ([\d,]+) tokens", p.stdout).group(1)
     assert f"(val split): {count} tokens" in got
     fixture = "tests/fixtures/pre_redesign"  # a checkpoint and its data folder, 38,552 train tokens
-    train = run("eval.py", f"--checkpoint={fixture}/ckpt.pt", f"--input={fixture}/data", "--split=train",
-                "--device=cpu").stdout
+    train = run("eval.py", f"--checkpoint={fixture}/ckpt.pt", f"--input={fixture}/data",
+                "--split=train", "--device=cpu").stdout
     assert "(train split): 38,551 tokens" in train
 
 
@@ -53,21 +55,23 @@ def test_a_text_file_gives_transformers_perplexity(tmp_path, hf_gpt2):
     model, path = hf_gpt2
     text = "Ünïcödé — “quotes” 日本語 🙂\n" + sample_text(3000)
     (tmp_path / "text.txt").write_text(text, encoding="utf-8")
-    m = measures(run("eval.py", f"--checkpoint={path}", f"--input={tmp_path / 'text.txt'}", f"--block_size={BLOCK}",
-                     "--batch_size=3", "--device=cpu").stdout)
+    m = measures(run("eval.py", f"--checkpoint={path}", f"--input={tmp_path / 'text.txt'}",
+                     f"--block_size={BLOCK}", "--batch_size=3", "--device=cpu").stdout)
     ids = torch.tensor(get_gpt2_tokenizer().encode(text))
     nats = 0.0
     with torch.no_grad():
         for start in range(0, len(ids) - 1, BLOCK):  # consecutive windows of BLOCK + 1 tokens
             x = ids[None, start : start + BLOCK + 1]
-            nats += model(input_ids=x, labels=x).loss.item() * (x.size(1) - 1)  # the mean over its targets
+            # the loss is the mean over the window's targets
+            nats += model(input_ids=x, labels=x).loss.item() * (x.size(1) - 1)
     assert m["perplexity"] == pytest.approx(math.exp(nats / (len(ids) - 1)), rel=1e-5)
     assert m["nats/char"] == pytest.approx(nats / len(text), abs=1e-4)
     assert m["bits/byte"] == pytest.approx(nats / len(text.encode("utf-8")) / math.log(2), abs=1e-4)
 
 
 def ending_losses(model, ex: dict) -> list[tuple[float, float]]:
-    """(total, mean) loss over each ending's tokens: one full forward pass per ending, context cut on the left."""
+    """(total, mean) loss over each ending's tokens: one full forward pass per ending, context cut
+    on the left."""
     tok, out = get_gpt2_tokenizer(), []
     for ending in ex["endings"]:
         end = tok.encode(" " + ending)
@@ -81,32 +85,45 @@ def ending_losses(model, ex: dict) -> list[tuple[float, float]]:
 
 def test_hellaswag_scores_total_and_mean_ending_losses(tmp_path, hf_gpt2):
     model, path = hf_gpt2
-    endings = ["a", "went to the market to buy bread and cheese", "slept all through the long and quiet night",
-               "ran away as fast as his legs could carry him"]  # 1 token and 9-10: the total favours the first
+    # 1 token and 9-10: the total favours the first
+    endings = ["a", "went to the market to buy bread and cheese",
+               "slept all through the long and quiet night",
+               "ran away as fast as his legs could carry him"]
     # the first context is longer than the model's: it is cut on the left
     contexts = [sample_text(600), "The man", "ROMEO: Wherefore art thou", "She opened the door and"]
     examples = [dict(ctx=c, endings=endings[i:] + endings[:i]) for i, c in enumerate(contexts)]
     acc = 0
     for ex in examples:
         losses = ending_losses(model, ex)
-        ex["label"] = min(range(4), key=lambda i: losses[i][1])  # the lowest mean: acc_norm is 1, acc is not
+        # the lowest mean: acc_norm is 1, acc is not
+        ex["label"] = min(range(4), key=lambda i: losses[i][1])
         acc += ex["label"] == min(range(4), key=lambda i: losses[i][0])
     assert acc < len(examples)
     lines = [json.dumps(ex) for ex in examples] + ["not an example: --limit=4 never reads it"]
     (tmp_path / "h.jsonl").write_text("\n".join(lines) + "\n")
-    p = run("eval.py", f"--checkpoint={path}", f"--hellaswag={tmp_path / 'h.jsonl'}", "--limit=4", "--device=cpu")
+    p = run("eval.py", f"--checkpoint={path}", f"--hellaswag={tmp_path / 'h.jsonl'}", "--limit=4",
+            "--device=cpu")
     assert f"hellaswag: 4/4 acc_norm 1.0000, acc {acc / 4:.4f}" in p.stdout
 
 
 def test_bad_input_gives_one_line(tmp_path, data_dir):
-    (tmp_path / "bad.jsonl").write_text('{"ctx": "a", "endings": ["b", "c", "d", "e"], "label": 0}\n'
-                                        '{"ctx": "a", "endings": ["b", "c"], "label": 0}\n')
-    fixture = "tests/fixtures/pre_redesign/ckpt.pt"  # a BPE tokenizer of its own
-    for args, words in [(["--hellaswag=missing.jsonl"], "cannot read missing.jsonl"),
-                        ([f"--hellaswag={tmp_path / 'bad.jsonl'}"], "line 2 is not a HellaSwag example"),
-                        ([f"--checkpoint={fixture}", f"--input={data_dir}"], "another tokenizer"),
-                        (["--input=missing.txt", "--batch_size=0"], "--batch_size, --block_size and --limit"),
-                        (["--input=missing.txt", "--split=test"], "argument --split: invalid choice: 'test'")]:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"ctx": "a", "endings": ["b", "c", "d", "e"], "label": 0}\n'
+                   '{"ctx": "a", "endings": ["b", "c"], "label": 0}\n')
+    # a checkpoint with a BPE tokenizer of its own, not the data's GPT-2
+    fixture = "tests/fixtures/pre_redesign/ckpt.pt"
+    for args, words in [
+            (["--hellaswag=missing.jsonl"], "cannot read missing.jsonl"),
+            ([f"--hellaswag={bad}"], "line 2 is not a HellaSwag example"),
+            ([f"--checkpoint={fixture}", f"--input={data_dir}"],
+             f"{fixture} was trained with a different tokenizer (bpe) than {data_dir} was prepared "
+             f"with (gpt2)"),
+            (["--input=missing.txt", "--batch_size=0"], "--batch_size, --block_size and --limit"),
+            (["--input=missing.txt", "--split=test"], "argument --split: invalid choice: 'test'")]:
         p = run("eval.py", *args, "--device=cpu", check=False)
         assert p.returncode == 1 and words in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert p.stderr.strip().splitlines()[-1].startswith("error: ")
+    # the example checks are no asserts: python -O keeps them
+    p = run([sys.executable, "-O", str(ROOT / "eval.py"), f"--hellaswag={bad}", "--device=cpu"],
+            check=False)
+    assert p.returncode == 1 and "line 2 is not a HellaSwag example" in p.stderr

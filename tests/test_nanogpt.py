@@ -1,5 +1,6 @@
-"""nanoGPT users carry over: its four kinds of config files, its sample.py flags, its data folders (headerless
-train.bin / val.bin, meta.pkl) and its checkpoints, and its character-level Shakespeare."""
+"""nanoGPT users carry over: its four kinds of config files, its sample.py flags, its data folders
+(headerless train.bin / val.bin, meta.pkl) and its checkpoints, and its character-level
+Shakespeare."""
 
 import pickle
 import re
@@ -10,38 +11,84 @@ import pytest
 import torch
 from conftest import SHAKESPEARE, TINY, run
 
-from data.tokenizer import get_gpt2_tokenizer
+from data.tokenizer import get_gpt2_tokenizer, load_tokenizer
 from model import GPT, GPTConfig
 from support import ckpt
 
-SMALL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--eval_iters=2",
-         "--max_iters=2", "--compile=False", "--device=cpu", "--peak_flops=1e11", "--final_eval=False"]
+SMALL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
+         "--eval_iters=2", "--max_iters=2", "--compile=False", "--device=cpu", "--peak_flops=1e11",
+         "--final_eval=False"]
 
-# nanoGPT's shipped configs, key for key and value for value (config/train_gpt2.py, train_shakespeare_char.py,
-# finetune_shakespeare.py, eval_gpt2.py)
+# nanoGPT's shipped configs, key for key and value for value (config/train_gpt2.py,
+# train_shakespeare_char.py, finetune_shakespeare.py, eval_gpt2.py)
 NANOGPT_CONFIGS = {
-    "train_gpt2": """wandb_log = True\nwandb_project = 'owt'\nwandb_run_name='gpt2-124M'\nbatch_size = 12
-block_size = 1024\ngradient_accumulation_steps = 5 * 8\nmax_iters = 600000\nlr_decay_iters = 600000
-eval_interval = 1000\neval_iters = 200\nlog_interval = 10\nweight_decay = 1e-1\n""",
-    "train_shakespeare_char": """out_dir = 'out-shakespeare-char'\neval_interval = 250 # keep frequent
-eval_iters = 200\nlog_interval = 10 # don't print too too often\nalways_save_checkpoint = False
-wandb_log = False # override via command line if you like\nwandb_project = 'shakespeare-char'
-wandb_run_name = 'mini-gpt'\ndataset = 'shakespeare_char'\ngradient_accumulation_steps = 1\nbatch_size = 64
-block_size = 256 # context of up to 256 previous characters\nn_layer = 6\nn_head = 6\nn_embd = 384\ndropout = 0.2
-learning_rate = 1e-3\nmax_iters = 5000\nlr_decay_iters = 5000\nmin_lr = 1e-4\nbeta2 = 0.99\nwarmup_iters = 100
-# device = 'cpu'  # run on cpu only\n# compile = False # do not torch compile the model\n""",
-    "finetune_shakespeare": """import time\nout_dir = 'out-shakespeare'\neval_interval = 5\neval_iters = 40
-wandb_log = False # feel free to turn on\nwandb_project = 'shakespeare'\nwandb_run_name = 'ft-' + str(time.time())
-dataset = 'shakespeare'\ninit_from = 'gpt2-xl' # this is the largest GPT-2 model\nalways_save_checkpoint = False
-batch_size = 1\ngradient_accumulation_steps = 32\nmax_iters = 20\nlearning_rate = 3e-5\ndecay_lr = False\n""",
-    "eval_gpt2": """batch_size = 8\neval_iters = 500 # use more iterations to get good estimate\neval_only = True
-wandb_log = False\ninit_from = 'gpt2'\n""",
+    "train_gpt2": """wandb_log = True
+wandb_project = 'owt'
+wandb_run_name='gpt2-124M'
+batch_size = 12
+block_size = 1024
+gradient_accumulation_steps = 5 * 8
+max_iters = 600000
+lr_decay_iters = 600000
+eval_interval = 1000
+eval_iters = 200
+log_interval = 10
+weight_decay = 1e-1
+""",
+    "train_shakespeare_char": """out_dir = 'out-shakespeare-char'
+eval_interval = 250 # keep frequent
+eval_iters = 200
+log_interval = 10 # don't print too too often
+always_save_checkpoint = False
+wandb_log = False # override via command line if you like
+wandb_project = 'shakespeare-char'
+wandb_run_name = 'mini-gpt'
+dataset = 'shakespeare_char'
+gradient_accumulation_steps = 1
+batch_size = 64
+block_size = 256 # context of up to 256 previous characters
+n_layer = 6
+n_head = 6
+n_embd = 384
+dropout = 0.2
+learning_rate = 1e-3
+max_iters = 5000
+lr_decay_iters = 5000
+min_lr = 1e-4
+beta2 = 0.99
+warmup_iters = 100
+# device = 'cpu'  # run on cpu only
+# compile = False # do not torch compile the model
+""",
+    "finetune_shakespeare": """import time
+out_dir = 'out-shakespeare'
+eval_interval = 5
+eval_iters = 40
+wandb_log = False # feel free to turn on
+wandb_project = 'shakespeare'
+wandb_run_name = 'ft-' + str(time.time())
+dataset = 'shakespeare'
+init_from = 'gpt2-xl' # this is the largest GPT-2 model
+always_save_checkpoint = False
+batch_size = 1
+gradient_accumulation_steps = 32
+max_iters = 20
+learning_rate = 3e-5
+decay_lr = False
+""",
+    "eval_gpt2": """batch_size = 8
+eval_iters = 500 # use more iterations to get good estimate
+eval_only = True
+wandb_log = False
+init_from = 'gpt2'
+""",
 }
 
 
 @pytest.fixture(scope="module")
 def nanogpt_data(tmp_path_factory):
-    """Data folders written the way nanoGPT's prepare.py scripts write them: GPT-2 tokens, and characters."""
+    """Data folders written the way nanoGPT's prepare.py scripts write them: GPT-2 tokens, and
+    characters."""
     root = tmp_path_factory.mktemp("nanogpt")
     text = SHAKESPEARE.read_text(encoding="utf-8")[:200_000]
     n = int(len(text) * 0.9)
@@ -65,7 +112,8 @@ def nanogpt_data(tmp_path_factory):
 def hf_folder(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
     d = tmp_path_factory.mktemp("hf")
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32)).save_pretrained(d)
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32)
+    transformers.GPT2LMHeadModel(config).save_pretrained(d)
     return d
 
 
@@ -73,24 +121,31 @@ def hf_folder(tmp_path_factory):
 def test_nanogpt_configs_run_unchanged(name, nanogpt_data, hf_folder, tmp_path):
     cfg = tmp_path / f"{name}.py"
     cfg.write_text(NANOGPT_CONFIGS[name])
-    pretrained = [f"--init_from={hf_folder}"] if "init_from" in NANOGPT_CONFIGS[name] else []  # offline: the hub
-    p = run("train.py", cfg, f"--dataset={nanogpt_data / 'data' / 'shakespeare'}", f"--out_dir={tmp_path / 'o'}",
-            *(SMALL if not pretrained else SMALL[3:]), *pretrained, "--gradient_accumulation_steps=1",
-            env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}, cwd=tmp_path)
-    assert f"config: read {cfg}" in p.stdout and "nanoGPT's headerless train.bin / val.bin" in p.stdout
+    # offline: a local folder in place of the hub's weights
+    pretrained = [f"--init_from={hf_folder}"] if "init_from" in NANOGPT_CONFIGS[name] else []
+    wandb = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    p = run("train.py", cfg, f"--dataset={nanogpt_data / 'data' / 'shakespeare'}",
+            f"--out_dir={tmp_path / 'o'}", *(SMALL if not pretrained else SMALL[3:]), *pretrained,
+            "--gradient_accumulation_steps=1", env=wandb, cwd=tmp_path)
+    assert f"config: read {cfg}" in p.stdout
+    assert "nanoGPT's headerless train.bin / val.bin" in p.stdout
     assert "step 0: train loss" in p.stdout
 
 
 def test_nanogpt_char_data_trains_and_reports_per_char(nanogpt_data, tmp_path):
-    p = run("train.py", f"--dataset={nanogpt_data / 'data' / 'shakespeare_char'}", f"--out_dir={tmp_path / 'o'}",
-            *SMALL, "--final_eval=True", "--max_iters=20", "--eval_interval=20")
+    p = run("train.py", f"--dataset={nanogpt_data / 'data' / 'shakespeare_char'}",
+            f"--out_dir={tmp_path / 'o'}", *SMALL, "--final_eval=True", "--max_iters=20",
+            "--eval_interval=20")
     n_chars = len(set(SHAKESPEARE.read_text(encoding="utf-8")[:200_000]))
     assert "(char tokens)" in p.stdout and f"char tokenizer, {n_chars} tokens" in p.stdout
-    nats_token, nats_char = map(float, re.search(r"([\d.]+) nats/token, ([\d.]+) nats/char", p.stdout).groups())
-    assert nats_char == pytest.approx(nats_token * 19_999 / 20_000, abs=1e-4)  # one token per character
+    found = re.search(r"([\d.]+) nats/token, ([\d.]+) nats/char", p.stdout)
+    nats_token, nats_char = map(float, found.groups())
+    # one token per character
+    assert nats_char == pytest.approx(nats_token * 19_999 / 20_000, abs=1e-4)
     state = ckpt.load(str(tmp_path / "o" / "ckpt.pt"))
-    assert state["tokenizer"] == {"name": "char", "chars": "".join(sorted(set(SHAKESPEARE.read_text()[:200_000]))),
-                                  "eot": False} and state["model_args"]["vocab_size"] == 64
+    chars = "".join(sorted(set(SHAKESPEARE.read_text()[:200_000])))
+    assert state["tokenizer"] == {"name": "char", "chars": chars, "eot": False}
+    assert state["model_args"]["vocab_size"] == 64
 
 
 def test_nanogpt_meta_pkl_that_runs_code_is_refused(tmp_path):
@@ -104,12 +159,14 @@ def test_nanogpt_meta_pkl_that_runs_code_is_refused(tmp_path):
 def nanogpt_checkpoint(path, vocab_size, dataset, bias=False, compiled=True):
     """A ckpt.pt as nanoGPT's train.py writes it: exact-GELU model, no tokenizer, no RNG states."""
     torch.manual_seed(0)
-    args = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, bias=bias, vocab_size=vocab_size, dropout=0.0)
+    args = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, bias=bias, vocab_size=vocab_size,
+                dropout=0.0)
     model = GPT(GPTConfig(**args, gelu="exact"))
     optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu", fused=False)
     sd = {("_orig_mod." if compiled else "") + k: v for k, v in model.state_dict().items()}
     torch.save({"model": sd, "optimizer": optimizer.state_dict(), "model_args": args, "iter_num": 5,
-                "best_val_loss": torch.tensor(4.2), "config": {"dataset": dataset, "batch_size": 4}}, path)
+                "best_val_loss": torch.tensor(4.2),
+                "config": {"dataset": dataset, "batch_size": 4}}, path)
     return model
 
 
@@ -119,31 +176,40 @@ def test_nanogpt_checkpoint_samples_and_resumes(kind, nanogpt_data, tmp_path, mo
     out.mkdir()
     vocab, dataset = (50304, "shakespeare") if kind == "gpt2" else (65, "shakespeare_char")
     model = nanogpt_checkpoint(out / "ckpt.pt", vocab, dataset)
-    # nanoGPT's own sample.py command line, run from nanoGPT's folder (data/<dataset>/meta.pkl is found there)
-    p = run("sample.py", "--init_from=resume", f"--out_dir={out}", "--start=ROMEO:", "--num_samples=2",
-            "--max_new_tokens=8", "--temperature=0", "--device=cpu", "--dtype=float32", "--compile=False",
-            cwd=nanogpt_data)
+    # nanoGPT's own sample.py command line, run from nanoGPT's folder (where data/<dataset>/meta.pkl
+    # is found)
+    p = run("sample.py", "--init_from=resume", f"--out_dir={out}", "--start=ROMEO:",
+            "--num_samples=2", "--max_new_tokens=8", "--temperature=0", "--device=cpu",
+            "--dtype=float32", "--compile=False", cwd=nanogpt_data)
     assert p.stdout.count("ROMEO:") == 2 and "iteration 5" in p.stderr
     state = ckpt.load(str(out / "ckpt.pt"))
     monkeypatch.chdir(nanogpt_data)
-    tok = ckpt.tokenizer_from(state, "ckpt.pt")
-    assert tok.name == kind and ckpt.model_from(state).config.gelu == "exact"  # nanoGPT's MLP: exact GELU
+    tok = load_tokenizer(state, "ckpt.pt")
+    # nanoGPT's MLP: exact GELU
+    assert tok.name == kind and ckpt.model_from(state).config.gelu == "exact"
     x = torch.tensor([tok.encode("ROMEO:")])
-    assert torch.equal(ckpt.model_from(state).generate(x, 8, temperature=0), model.eval().generate(x, 8, temperature=0))
-    p = run("train.py", f"--dataset={nanogpt_data / 'data' / dataset}", f"--out_dir={out}", *TINY, "--max_iters=7",
-            "--eval_interval=100", "--final_eval=False")
-    assert "resuming from" in p.stdout and "no random states (nanoGPT's)" in p.stdout and "iter 6:" in p.stdout
+    want = model.eval().generate(x, 8, temperature=0)
+    assert torch.equal(ckpt.model_from(state).generate(x, 8, temperature=0), want)
+    p = run("train.py", f"--dataset={nanogpt_data / 'data' / dataset}", f"--out_dir={out}", *TINY,
+            "--max_iters=7", "--eval_interval=100", "--final_eval=False")
+    assert "resuming from" in p.stdout and "iter 6:" in p.stdout
+    assert "no random states (nanoGPT's)" in p.stdout
 
 
 def test_sample_start_file_and_prepare_char(tmp_path):
     (tmp_path / "prompt.txt").write_text("JULIET:", encoding="utf-8")
-    p = run("sample.py", f"--start=FILE:{tmp_path / 'prompt.txt'}", "--max_new_tokens=5", "--device=cpu")
+    p = run("sample.py", f"--start=FILE:{tmp_path / 'prompt.txt'}", "--max_new_tokens=5",
+            "--device=cpu")
     assert p.stdout.startswith("JULIET:")
-    run("data/prepare.py", f"--input={SHAKESPEARE}", "--tokenizer=char", f"--out_dir={tmp_path / 'char'}")
+    run("data/prepare.py", f"--input={SHAKESPEARE}", "--tokenizer=char",
+        f"--out_dir={tmp_path / 'char'}")
     from data.shards import read_meta
     from data.tokenizer import load_tokenizer
 
     meta = read_meta(str(tmp_path / "char"))
     tok = load_tokenizer(str(tmp_path / "char"))
-    assert meta["splits"]["train"]["tokens"] == 1003854 and meta["splits"]["val"]["tokens"] == 111540  # nanoGPT's
-    assert tok.n_vocab == 66 and tok.eot_token == 65 and tok.decode(tok.encode("To be, or not")) == "To be, or not"
+    # nanoGPT's split of the same text
+    assert meta["splits"]["train"]["tokens"] == 1003854
+    assert meta["splits"]["val"]["tokens"] == 111540
+    assert tok.n_vocab == 66 and tok.eot_token == 65
+    assert tok.decode(tok.encode("To be, or not")) == "To be, or not"

@@ -31,14 +31,15 @@ def test_single_document_split_like_nanogpt(tmp_path):
 
 
 def test_round_trip_documents_split_and_jsonl(tmp_path):
-    docs = [f"Quote number {i}.\nIt has two lines, \u00fcml\u00e4uts and \u0444." for i in range(60)]
+    docs = [f"Quote number {i}.\nIt has two lines, \u00fcml\u00e4uts and \u0444."
+            for i in range(60)]
     (tmp_path / "q.txt").write_text("\n%\n".join(docs[:40]) + "\n", encoding="utf-8")
     with gzip.open(tmp_path / "p.jsonl.gz", "wt", encoding="utf-8") as f:
         for d in docs[40:]:
             f.write(json.dumps({"text": d}) + "\n")
     out = tmp_path / "out"
-    prepare([str(tmp_path / "q.txt"), str(tmp_path / "p.jsonl.gz")], str(out), split="%", val_fraction=0.2,
-            seed=3, progress=False)
+    prepare([str(tmp_path / "q.txt"), str(tmp_path / "p.jsonl.gz")], str(out), split="%",
+            val_fraction=0.2, seed=3, progress=False)
     train, meta = decode_split(out, "train")
     val, _ = decode_split(out, "val")
     got = train.split("<|endoftext|>") + val.split("<|endoftext|>")
@@ -49,7 +50,8 @@ def test_round_trip_documents_split_and_jsonl(tmp_path):
 
 def test_blank_line_split_and_min_one_val_document(tmp_path):
     (tmp_path / "t.txt").write_text("one\n\ntwo\n\n\nthree\n", encoding="utf-8")
-    prepare([str(tmp_path / "t.txt")], str(tmp_path / "out"), split="", val_fraction=0.01, progress=False)
+    prepare([str(tmp_path / "t.txt")], str(tmp_path / "out"), split="", val_fraction=0.01,
+            progress=False)
     meta = read_meta(str(tmp_path / "out"))
     assert meta["splits"]["val"]["documents"] == 1 and meta["splits"]["train"]["documents"] == 2
 
@@ -57,7 +59,8 @@ def test_blank_line_split_and_min_one_val_document(tmp_path):
 def test_large_document_in_chunks_gives_same_tokens(tmp_path, monkeypatch):
     from data import corpus
 
-    text = "".join(f"Word{i} and  more   spaces\n\n  indented {i}\nplain line\n" for i in range(3000))
+    text = "".join(f"Word{i} and  more   spaces\n\n  indented {i}\nplain line\n"
+                   for i in range(3000))
     (tmp_path / "big.txt").write_text(text, encoding="utf-8")
     monkeypatch.setattr(corpus, "CHUNK_BYTES", 2000)  # force many pieces
     prepare([str(tmp_path / "big.txt")], str(tmp_path / "out"), val_fraction=0.1, progress=False)
@@ -116,7 +119,8 @@ def test_prepare_bad_input(tmp_path, args, msg):
 
 
 def test_several_shards(tmp_path, monkeypatch):
-    # a dataset of many small shards: prepare rolls over, Batches draws across them, the final report reads all
+    # a dataset of many small shards: prepare rolls over, Batches draws across them, the final
+    # report reads all
     import torch
 
     import data.shards as shards
@@ -129,16 +133,18 @@ def test_several_shards(tmp_path, monkeypatch):
     assert len(meta["splits"]["val"]["shards"]) >= 4 and names[1] == "train_001.bin"
     ids = np.concatenate([read_shard(str(tmp_path / "d" / n)) for n in names])
     tok = get_gpt2_tokenizer()
-    cut = len(tok.decode(ids[: meta["splits"]["train"]["tokens"]]))  # the first half went to train, the rest to val
+    # the first half went to train, the rest to val
+    cut = len(tok.decode(ids[: meta["splits"]["train"]["tokens"]]))
     assert ids.tolist() == tok.encode(text[:cut]) + tok.encode(text[cut:])
     val = shards.Batches(str(tmp_path / "d"), meta, "val", 32, 4, "cpu")
-    for g in (0, 968, 969, 2000, int(val.cum[-1]) - 1):  # window starts in the first, second and last shards
+    # window starts in the first, second and last shards
+    for g in (0, 968, 969, 2000, int(val.cum[-1]) - 1):
         x, y = val.get(torch.tensor([g]))
         flat = np.concatenate(val.shards)
         k = int(np.searchsorted(val.cum, g, side="right"))
         start = g + 32 * k  # each shard before it has 32 positions that cannot start a window
         assert x[0].tolist() == flat[start : start + 32].tolist()
         assert y[0].tolist() == flat[start + 1 : start + 33].tolist()
-    p = run("train.py", f"--dataset={tmp_path / 'd'}", f"--out_dir={tmp_path / 'o'}", *TINY, "--max_iters=1",
-            "--final_eval=True")
+    p = run("train.py", f"--dataset={tmp_path / 'd'}", f"--out_dir={tmp_path / 'o'}", *TINY,
+            "--max_iters=1", "--final_eval=True")
     assert f"final val over all {sum(len(s) - 1 for s in val.shards):,} tokens" in p.stdout

@@ -1,5 +1,6 @@
-"""The speed work changes nothing but speed: the chunked lm_head + loss equals F.cross_entropy's loss and
-gradients, training with it follows the same losses, and the time budget (max_seconds) ends a run."""
+"""The speed work changes nothing but speed: the chunked lm_head + loss equals F.cross_entropy's
+loss and gradients, training with it follows the same losses, and the time budget (max_seconds)
+ends a run."""
 
 import copy
 import json
@@ -13,16 +14,19 @@ from model import GPT, GPTConfig
 from support.speedups import ChunkedLMHeadLoss, use_chunked_loss
 
 
-@pytest.mark.parametrize("rows,vocab,chunk", [(37, 100, 8), (64, 50, 64), (7, 65, 3), (300, 257, 512)])
+@pytest.mark.parametrize("rows,vocab,chunk",
+                         [(37, 100, 8), (64, 50, 64), (7, 65, 3), (300, 257, 512)])
 def test_chunked_loss_matches_cross_entropy(rows, vocab, chunk):
     # float64 so that any difference is a bug, not rounding; odd row counts leave a short last chunk
     torch.manual_seed(rows)
     x = torch.randn(rows, 16, dtype=torch.float64, requires_grad=True)
     w = (0.5 * torch.randn(vocab, 16, dtype=torch.float64)).requires_grad_()
     t = torch.randint(vocab, (rows,))
-    t[::4] = -1  # ignored positions count neither in the loss nor in the mean
+    # ignored positions count neither in the loss nor in the mean
+    t[::4] = -1
     ref = F.cross_entropy(x @ w.t(), t, ignore_index=-1)
-    ref_gx, ref_gw = torch.autograd.grad(ref * 1.7, (x, w))  # a grad_output other than 1
+    # a grad_output other than 1
+    ref_gx, ref_gw = torch.autograd.grad(ref * 1.7, (x, w))
     out = ChunkedLMHeadLoss.apply(x, w, t, chunk)
     gx, gw = torch.autograd.grad(out * 1.7, (x, w))
     assert out.item() == pytest.approx(ref.item(), abs=1e-12)
@@ -30,8 +34,8 @@ def test_chunked_loss_matches_cross_entropy(rows, vocab, chunk):
 
 
 def test_chunked_loss_second_backward_is_refused():
-    # the gradients are handed over (and scaled in place) on the first backward: a second one must fail
-    # loudly rather than return gradients scaled twice
+    # the gradients are handed over (and scaled in place) on the first backward: a second one must
+    # fail loudly rather than return gradients scaled twice
     x = torch.randn(8, 4, requires_grad=True)
     w = torch.randn(10, 4, requires_grad=True)
     out = ChunkedLMHeadLoss.apply(x, w, torch.randint(10, (8,)), 4)
@@ -41,10 +45,12 @@ def test_chunked_loss_second_backward_is_refused():
 
 
 def test_model_gradients_match_plain_path():
-    # the whole model in float32, tied weights: every parameter's gradient agrees with the plain path
+    # the whole model in float32, tied weights: every parameter's gradient agrees with the plain
+    # path
     torch.manual_seed(0)
     plain = GPT(GPTConfig(block_size=16, vocab_size=300, n_layer=2, n_head=2, n_embd=32))
-    chunked = use_chunked_loss(copy.deepcopy(plain), rows=7)  # 48 rows: 6 full chunks and a short one
+    # 48 rows: 6 full chunks and a short one
+    chunked = use_chunked_loss(copy.deepcopy(plain), rows=7)
     x, y = torch.randint(300, (2, 3, 16))
     y[0, :5] = -1
 
@@ -56,17 +62,20 @@ def test_model_gradients_match_plain_path():
 
     loss_plain, g_plain = grads(plain)
     loss_chunked, g_chunked = grads(chunked)
-    with torch.no_grad():  # without gradients the hook runs the model's own forward: logits as usual
+    # without gradients the swapped forward runs the model's own: logits as usual
+    with torch.no_grad():
         assert torch.equal(chunked(x, y)[0], plain(x, y)[0])
     assert loss_chunked == pytest.approx(loss_plain, abs=1e-6)
     for name, g in g_plain.items():
         assert torch.allclose(g_chunked[name], g, atol=1e-6, rtol=1e-4), name
-    assert (g_chunked["transformer.wte.weight"] - g_plain["transformer.wte.weight"]).abs().max() < 1e-6  # wte, tied
+    # wte, tied to lm_head: both gradients add up in one
+    wte = "transformer.wte.weight"
+    assert (g_chunked[wte] - g_plain[wte]).abs().max() < 1e-6
 
 
 def test_training_losses_unchanged():
-    # a few optimizer steps as train.py takes them (2 micro-steps, clipping, fused AdamW): the same losses
-    # with and without chunks
+    # a few optimizer steps as train.py takes them (2 micro-steps, clipping, fused AdamW): the same
+    # losses with and without chunks
     def losses(chunk_rows):
         torch.manual_seed(0)
         model = GPT(GPTConfig(block_size=16, vocab_size=200, n_layer=2, n_head=2, n_embd=32))
@@ -108,13 +117,15 @@ def test_max_seconds_ends_run_and_reports(data_dir, tmp_path):
 
 
 def test_bench_runs(tmp_path):
-    p = run("bench/bench.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16", "--batch_size=2",
-            "--vocab_size=128", "--gradient_accumulation_steps=1", "--device=cpu", "--steps=2", "--warmup=1",
-            "--peak_flops=1e11", f"--dataset={tmp_path / 'none'}")
-    for key in ("tokens/s:", "ms/iter:", "GFLOP/s", "MFU:", "peak memory:", "speed-up of the chunked loss",
+    p = run("bench/bench.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16",
+            "--batch_size=2", "--vocab_size=128", "--gradient_accumulation_steps=1", "--device=cpu",
+            "--steps=2", "--warmup=1", "--peak_flops=1e11", f"--dataset={tmp_path / 'none'}")
+    for key in ("tokens/s:", "ms/iter:", "GFLOP/s", "MFU:", "peak memory:",
+                "speed-up of the chunked loss",
                 "speed-up of our step over a nanoGPT-equivalent one"):
         assert key in p.stdout
     # each alternating variant printed its own median step time
     for name in ("ours", "plain loss", "nanoGPT-equivalent"):
         line = next(ln for ln in p.stdout.splitlines() if ln.startswith(name + ":"))
-        assert float(line.partition(":")[2].split()[0]) > 0  # "ours: 62.9 ms/iter, ..."
+        # "ours: 62.9 ms/iter, ..."
+        assert float(line.partition(":")[2].split()[0]) > 0

@@ -1,6 +1,6 @@
-"""Your text in any shape: one document per line, a CSV/TSV/JSONL column, delimited quotes (with a hint when
-they are not split), files that are not text, and a tokenizer reused from a data folder, a checkpoint or a
-folder that transformers saved, so that a model keeps training on new text."""
+"""Your text in any shape: one document per line, a CSV/TSV/JSONL column, delimited quotes (with a
+hint when they are not split), files that are not text, and a tokenizer reused from a data folder, a
+checkpoint or a folder that transformers saved, so that a model keeps training on new text."""
 
 import csv
 import json
@@ -17,14 +17,17 @@ from data.tokenizer import EOT, get_gpt2_tokenizer, load_tokenizer
 
 def documents(out) -> dict[str, list[str]]:
     meta, tok = read_meta(str(out)), load_tokenizer(str(out))
-    return {s: tok.decode(np.concatenate([read_shard(str(out / n)) for n in meta["splits"][s]["shards"]])).split(EOT)
-            for s in ("train", "val")}
+    shards = {s: [read_shard(str(out / n)) for n in meta["splits"][s]["shards"]]
+              for s in ("train", "val")}
+    return {s: tok.decode(np.concatenate(shards[s])).split(EOT) for s in shards}
 
 
 def test_one_document_per_line(tmp_path):
     titles = [f"Title number {i}: a short one" for i in range(40)]
-    (tmp_path / "titles.txt").write_text("\n".join(titles[:20]) + "\n\n  \n" + "\n".join(titles[20:]) + "\n")
-    p = run("data/prepare.py", f"--input={tmp_path / 'titles.txt'}", "--split=line", f"--out_dir={tmp_path / 'd'}")
+    text = "\n".join(titles[:20]) + "\n\n  \n" + "\n".join(titles[20:]) + "\n"
+    (tmp_path / "titles.txt").write_text(text)
+    p = run("data/prepare.py", f"--input={tmp_path / 'titles.txt'}", "--split=line",
+            f"--out_dir={tmp_path / 'd'}")
     docs = documents(tmp_path / "d")
     assert sorted(docs["train"] + docs["val"]) == sorted(titles)  # blank lines are no documents
     meta = read_meta(str(tmp_path / "d"))
@@ -39,20 +42,24 @@ def test_a_column_of_csv_tsv_and_jsonl(tmp_path):
             writer = csv.DictWriter(f, fieldnames=["id", "body"], delimiter=delimiter)
             writer.writeheader()
             writer.writerows(rows)
-    (tmp_path / "posts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "posts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows),
+                                          encoding="utf-8")
     for name in ("posts.csv", "posts.tsv", "posts.jsonl"):
-        run("data/prepare.py", f"--input={tmp_path / name}", "--column=body", f"--out_dir={tmp_path / name}.d")
+        run("data/prepare.py", f"--input={tmp_path / name}", "--column=body",
+            f"--out_dir={tmp_path / name}.d")
         docs = documents(tmp_path / f"{name}.d")
-        assert sorted(docs["train"] + docs["val"]) == sorted(r["body"] for r in rows), name  # no header, exact
-    p = run("data/prepare.py", f"--input={tmp_path / 'posts.csv'}", "--column=text", f"--out_dir={tmp_path / 'x'}",
-            check=False)
+        # no header, exact
+        assert sorted(docs["train"] + docs["val"]) == sorted(r["body"] for r in rows), name
+    p = run("data/prepare.py", f"--input={tmp_path / 'posts.csv'}", "--column=text",
+            f"--out_dir={tmp_path / 'x'}", check=False)
     assert p.returncode == 1 and "has no column 'text' (its columns: id, body)" in p.stderr
     assert not (tmp_path / "x").exists()
 
 
 def test_two_documents_fill_both_splits(tmp_path):
     (tmp_path / "two.txt").write_text("The first document.\n%\nThe second one.\n")
-    meta = prepare([str(tmp_path / "two.txt")], str(tmp_path / "d"), split="%", val_fraction=0.01, progress=False)
+    meta = prepare([str(tmp_path / "two.txt")], str(tmp_path / "d"), split="%", val_fraction=0.01,
+                   progress=False)
     assert meta["splits"]["train"]["documents"] == meta["splits"]["val"]["documents"] == 1
 
 
@@ -62,7 +69,8 @@ def test_delimited_text_gets_a_hint(tmp_path):
     p = run("data/prepare.py", f"--input={tmp_path / 'quotes.txt'}", f"--out_dir={tmp_path / 'd'}")
     assert "train: 1 documents" in p.stdout
     assert "29 lines hold only '%': --split=% would make about 30 documents" in p.stdout
-    (tmp_path / "prose.txt").write_text("\n\n".join(f"Paragraph {i}.\nIt goes on." for i in range(30)) + "\n")
+    paragraphs = [f"Paragraph {i}.\nIt goes on." for i in range(30)]
+    (tmp_path / "prose.txt").write_text("\n\n".join(paragraphs) + "\n")
     p = run("data/prepare.py", f"--input={tmp_path / 'prose.txt'}", f"--out_dir={tmp_path / 'e'}")
     assert "note:" not in p.stdout  # blank lines part paragraphs of prose as often as documents
 
@@ -73,11 +81,15 @@ def test_files_that_are_not_text_are_refused(tmp_path):
     (tmp_path / "utf16.txt").write_text("Hello, world\n" * 100, encoding="utf-16")
     (tmp_path / "mostly_fine.txt").write_bytes(b"Real text with one bad byte \xff here.\n" * 100)
     for name, why in (("program", "is not text"), ("utf16.txt", "NUL bytes")):
-        p = run("data/prepare.py", f"--input={tmp_path / name}", f"--out_dir={tmp_path / 'd'}", check=False)
-        assert p.returncode == 1 and why in p.stderr and name in p.stderr and "Traceback" not in p.stderr
+        p = run("data/prepare.py", f"--input={tmp_path / name}", f"--out_dir={tmp_path / 'd'}",
+                check=False)
+        assert p.returncode == 1 and why in p.stderr and name in p.stderr
+        assert "Traceback" not in p.stderr
         assert not (tmp_path / "d").exists()
-    p = run("data/prepare.py", f"--input={tmp_path / 'mostly_fine.txt'}", f"--out_dir={tmp_path / 'd'}")
-    assert "warning: 100 invalid UTF-8 sequences" in p.stdout  # a few bad bytes in real text: a warning
+    p = run("data/prepare.py", f"--input={tmp_path / 'mostly_fine.txt'}",
+            f"--out_dir={tmp_path / 'd'}")
+    # a few bad bytes in real text: a warning
+    assert "warning: 100 invalid UTF-8 sequences" in p.stdout
 
 
 @pytest.fixture(scope="module")
@@ -87,26 +99,29 @@ def corpus_a(tmp_path_factory):
     text = SHAKESPEARE.read_text(encoding="utf-8")
     (tmp / "a.txt").write_text(text[:300_000], encoding="utf-8")
     (tmp / "b.txt").write_text(text[600_000:700_000], encoding="utf-8")
-    run("data/prepare.py", f"--input={tmp / 'a.txt'}", "--tokenizer=bpe", "--vocab_size=400", f"--out_dir={tmp / 'a'}")
-    run("train.py", f"--dataset={tmp / 'a'}", f"--out_dir={tmp / 'out'}", *TINY, "--max_iters=3", "--eval_interval=3")
+    run("data/prepare.py", f"--input={tmp / 'a.txt'}", "--tokenizer=bpe", "--vocab_size=400",
+        f"--out_dir={tmp / 'a'}")
+    run("train.py", f"--dataset={tmp / 'a'}", f"--out_dir={tmp / 'out'}", *TINY, "--max_iters=3",
+        "--eval_interval=3")
     return tmp
 
 
 @pytest.mark.parametrize("source", ["a", "out", "out/ckpt.pt"])
 def test_a_tokenizer_is_reused_and_the_model_trains_on(source, corpus_a, tmp_path):
-    # the second corpus, encoded with the first one's tokenizer (from its data folder or the checkpoint): the
-    # same ids, and the checkpoint keeps training on it without complaint
+    # the second corpus, encoded with the first one's tokenizer (from its data folder or the
+    # checkpoint): the same ids, and the checkpoint keeps training on it without complaint
     run("data/prepare.py", f"--input={corpus_a / 'b.txt'}", f"--tokenizer={corpus_a / source}",
         f"--out_dir={tmp_path / 'b'}")
     a, b = load_tokenizer(str(corpus_a / "a")), load_tokenizer(str(tmp_path / "b"))
     assert a.to_dict() == b.to_dict() and read_meta(str(tmp_path / "b"))["tokenizer"] == "bpe"
     text = (corpus_a / "b.txt").read_text(encoding="utf-8")
-    train, val = (read_shard(str(tmp_path / "b" / n)).tolist() for n in ("train_000.bin", "val_000.bin"))
+    train, val = (read_shard(str(tmp_path / "b" / n)).tolist()
+                  for n in ("train_000.bin", "val_000.bin"))
     cut = len(a.decode(train))
     assert train + val == a.encode(text[:cut]) + a.encode(text[cut:])
     shutil.copytree(corpus_a / "out", tmp_path / "out")
-    p = run("train.py", f"--dataset={tmp_path / 'b'}", f"--out_dir={tmp_path / 'out'}", *TINY, "--max_iters=5",
-            "--eval_interval=5")
+    p = run("train.py", f"--dataset={tmp_path / 'b'}", f"--out_dir={tmp_path / 'out'}", *TINY,
+            "--max_iters=5", "--eval_interval=5")
     assert "resuming from" in p.stdout and "iter 5:" in p.stdout
 
 
@@ -116,10 +131,12 @@ def test_a_tokenizer_saved_by_transformers(tmp_path):
 
     vocab_bpe, encoder_json = tokenizer_py.gpt2_files()
     (tmp_path / "hf").mkdir()
-    (tmp_path / "hf" / "vocab.json").write_text(open(encoder_json, encoding="utf-8").read(), encoding="utf-8")
-    (tmp_path / "hf" / "merges.txt").write_text(open(vocab_bpe, encoding="utf-8").read(), encoding="utf-8")
-    transformers.GPT2TokenizerFast.from_pretrained(str(tmp_path / "hf")).save_pretrained(str(tmp_path / "saved"))
-    assert load_tokenizer(str(tmp_path / "saved")) is get_gpt2_tokenizer()  # GPT-2's files are GPT-2's tokenizer
+    for src, name in ((encoder_json, "vocab.json"), (vocab_bpe, "merges.txt")):
+        (tmp_path / "hf" / name).write_text(open(src, encoding="utf-8").read(), encoding="utf-8")
+    hf_tokenizer = transformers.GPT2TokenizerFast.from_pretrained(str(tmp_path / "hf"))
+    hf_tokenizer.save_pretrained(str(tmp_path / "saved"))
+    # GPT-2's files are GPT-2's tokenizer
+    assert load_tokenizer(str(tmp_path / "saved")) is get_gpt2_tokenizer()
     (tmp_path / "t.txt").write_text("Hello there.\n" * 50)
     run("data/prepare.py", f"--input={tmp_path / 't.txt'}", f"--tokenizer={tmp_path / 'saved'}",
         f"--out_dir={tmp_path / 'd'}")

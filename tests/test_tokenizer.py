@@ -3,6 +3,7 @@
 import inspect
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_tokenizer import synthetic_text  # noqa: I001 (needs ROOT on sys.path)
 from data.bpe import train_tokenizer
-from data.tokenizer import (EOT, GPT2_ENCODER_JSON_SHA256, GPT2_VOCAB_BPE_SHA256, Tokenizer, get_gpt2_tokenizer,
-                            gpt2_encoding_from_files, load_tokenizer, save_tokenizer, tokenizer_from_dict)
+from data.tokenizer import (EOT, GPT2_ENCODER_JSON_SHA256, GPT2_VOCAB_BPE_SHA256, CharTokenizer,
+                            Tokenizer, check_fits, get_gpt2_tokenizer, gpt2_encoding_from_files,
+                            load_tokenizer, save_tokenizer)
 
 # the hard cases: every script and whitespace shape we can think of, plus text that looks special
 HARD = [
@@ -38,7 +40,8 @@ HARD = [
 
 @pytest.fixture(scope="module")
 def varied() -> str:
-    """~300 KB: synthetic multilingual text, code, numbers, base64 (+ Shakespeare if present) + HARD."""
+    """~300 KB: synthetic multilingual text, code, numbers, base64 (+ Shakespeare if present) +
+    HARD."""
     return synthetic_text(300_000, seed=1) + "\n\n".join(HARD)
 
 
@@ -75,7 +78,7 @@ def test_gpt2_known_ids():
 
 
 def hf_gpt2_tokenizer(vocab_json, merges_txt, tmp_path):
-    # from_pretrained(dir) works on transformers 4 and 5 (5 silently ignores vocab_file=/merges_file=)
+    # from_pretrained(dir) works on transformers 4 and 5 (5 ignores vocab_file=/merges_file=)
     from transformers import GPT2TokenizerFast
 
     shutil.copy(vocab_json, tmp_path / "vocab.json")
@@ -174,7 +177,7 @@ def test_to_dict_round_trip(bpe, tmp_path):
         torch.save({"tokenizer": d}, tmp_path / "ckpt.pt")
         d2 = torch.load(tmp_path / "ckpt.pt", weights_only=True)["tokenizer"]
         assert d2 == d
-        tok2 = tokenizer_from_dict(d2)
+        tok2 = load_tokenizer(d2)
         assert (tok2.name, tok2.n_vocab) == (tok.name, tok.n_vocab)
         assert tok2.encode(HARD[5]) == tok.encode(HARD[5])
         assert tok2.encode(HARD[6]) == tok.encode(HARD[6])
@@ -190,6 +193,90 @@ def test_load_tokenizer_variants(bpe, bpe_dir, tmp_path):
     assert load_tokenizer(str(data)).name == "gpt2"  # meta.json decides
 
 
+def write_meta_pkl(path: Path, chars: str):
+    """A meta.pkl as nanoGPT's shakespeare_char/prepare.py writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stoi = {c: i for i, c in enumerate(chars)}
+    path.write_bytes(pickle.dumps({"vocab_size": len(chars), "itos": dict(enumerate(chars)),
+                                   "stoi": stoi}))
+
+
+def test_load_tokenizer_names_files_and_folders(bpe, tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+
+    gpt2 = get_gpt2_tokenizer()
+    assert all(load_tokenizer(name) is gpt2 for name in ("gpt2", "gpt2-medium", "gpt2-large",
+                                                         "gpt2-xl"))
+    assert load_tokenizer(bpe.to_dict()).to_dict() == bpe.to_dict()
+    # a folder of vocab.json + merges.txt, and the same BPE as transformers' one tokenizer.json
+    files, one = tmp_path / "files", tmp_path / "one"
+    save_tokenizer(bpe, str(files))
+    one.mkdir()
+    ByteLevelBPETokenizer(str(files / "vocab.json"), str(files / "merges.txt")).save(
+        str(one / "tokenizer.json"))
+    assert load_tokenizer(files).to_dict() == load_tokenizer(one).to_dict() == bpe.to_dict()
+    # a Hugging Face model folder: its vocabulary files, else (OpenAI's way) GPT-2's
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    (hf / "model.safetensors").write_bytes(b"")
+    assert load_tokenizer(hf) is gpt2
+    save_tokenizer(bpe, str(hf))
+    assert load_tokenizer(hf).to_dict() == bpe.to_dict()
+    # data folders: data/prepare.py's meta.json names it; nanoGPT's train.bin, with or without
+    # the meta.pkl of its characters (no <|endoftext|> in nanoGPT's vocabularies)
+    (tmp_path / "chars" / "meta.json").parent.mkdir()
+    (tmp_path / "chars" / "meta.json").write_text(json.dumps({"tokenizer": "char", "chars": "ab"}))
+    assert load_tokenizer(tmp_path / "chars").to_dict() == CharTokenizer("ab").to_dict()
+    nano = tmp_path / "nano"
+    nano.mkdir()
+    (nano / "train.bin").write_bytes(b"\0\0")
+    assert load_tokenizer(nano) is gpt2
+    write_meta_pkl(nano / "meta.pkl", "\n !abc")
+    tok = load_tokenizer(nano)
+    assert (tok.name, tok.n_vocab, tok.eot_token, tok.decode([5, 4, 2])) == ("char", 6, None, "cb!")
+    assert load_tokenizer(nano / "meta.pkl").to_dict() == tok.to_dict()
+
+
+def test_load_tokenizer_checkpoints(bpe, tmp_path, monkeypatch):
+    from support import ckpt
+
+    (tmp_path / "run").mkdir()
+    torch.save(dict(model={}, model_args=dict(vocab_size=1024), tokenizer=bpe.to_dict()),
+               tmp_path / "run" / "ckpt.pt")
+    for source in (tmp_path / "run", tmp_path / "run" / "ckpt.pt",
+                   ckpt.load(str(tmp_path / "run" / "ckpt.pt"))):
+        assert load_tokenizer(source).to_dict() == bpe.to_dict()
+    # nanoGPT's keep no tokenizer: data/<dataset>/meta.pkl from where it runs, else GPT-2's
+    monkeypatch.chdir(tmp_path)
+    nano = dict(model={}, model_args=dict(vocab_size=65), config=dict(dataset="chars_here"))
+    torch.save(nano, tmp_path / "nano.pt")
+    with pytest.raises(ValueError, match="nano.pt: a nanoGPT checkpoint of 65 tokens, but "
+                                         "data/chars_here/meta.pkl is not here"):
+        load_tokenizer("nano.pt")
+    write_meta_pkl(tmp_path / "data" / "chars_here" / "meta.pkl", "abc")
+    assert load_tokenizer("nano.pt").to_dict() == CharTokenizer("abc", eot=False).to_dict()
+    (tmp_path / "data" / "chars_here" / "meta.pkl").unlink()
+    torch.save(dict(nano, model_args=dict(vocab_size=50304)), tmp_path / "nano.pt")
+    assert load_tokenizer("nano.pt") is get_gpt2_tokenizer()
+
+
+def test_check_fits(bpe, tmp_path):
+    gpt2 = get_gpt2_tokenizer()
+    check_fits(bpe, bpe.n_vocab, "model", load_tokenizer(bpe.to_dict()), "data")
+    with pytest.raises(ValueError, match=r"model was trained with a different tokenizer \(bpe\) "
+                                         r"than data was prepared with \(gpt2\)"):
+        check_fits(bpe, 1024, "model", gpt2, "data")
+    with pytest.raises(ValueError, match="model: its tokenizer has 1000 tokens but the model only "
+                                         "999"):
+        check_fits(bpe, 999, "model")
+    # a checkpoint's tokenizer is checked against its own model as it loads
+    torch.save(dict(model={}, model_args=dict(vocab_size=999), tokenizer=bpe.to_dict()),
+               tmp_path / "small.pt")
+    with pytest.raises(ValueError, match="small.pt: its tokenizer has 1000 tokens but the model"):
+        load_tokenizer(tmp_path / "small.pt")
+
+
 def test_bad_inputs(bpe, bpe_dir, tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
         train_tokenizer(["some text"], vocab_size=200)
@@ -198,9 +285,9 @@ def test_bad_inputs(bpe, bpe_dir, tmp_path):
             train_tokenizer(empty, vocab_size=300)
     with pytest.raises(ValueError):
         save_tokenizer(get_gpt2_tokenizer(), str(tmp_path / "x"))
-    for bad in ({"name": "nope"}, {"name": "bpe"}, "gpt2"):
+    for bad in ({"name": "nope"}, {"name": "bpe"}, {"tokenizer": "gpt2"}):
         with pytest.raises(ValueError):
-            tokenizer_from_dict(bad)
+            load_tokenizer(bad)
     for bad_path in ("gpt3", str(tmp_path / "nowhere"), str(bpe_dir / "vocab.json")):
         with pytest.raises(ValueError):
             load_tokenizer(bad_path)
@@ -213,7 +300,8 @@ def test_bad_inputs(bpe, bpe_dir, tmp_path):
         load_tokenizer(str(bad))
     (bad / "vocab.json").write_text(vocab)
     lines = bpe.merges_txt.splitlines()
-    (bad / "merges.txt").write_text("\n".join(lines[:1] + lines[2:3] + lines[1:2] + lines[3:]))  # swap 2
+    # two merges swapped
+    (bad / "merges.txt").write_text("\n".join(lines[:1] + lines[2:3] + lines[1:2] + lines[3:]))
     with pytest.raises(ValueError, match="merge order"):
         load_tokenizer(str(bad))
     (bad / "merges.txt").unlink()
@@ -233,7 +321,8 @@ def test_bad_inputs(bpe, bpe_dir, tmp_path):
 
 
 def run(*args):
-    p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     return p.stdout
 

@@ -17,8 +17,8 @@ def losses(out_dir) -> dict[int, float]:
 
 def test_train_writes_outputs_and_loss_falls(tmp_path, data_dir):
     out = tmp_path / "out"
-    p = run("train.py", *TINY, f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=30", "--eval_interval=15",
-            "--final_eval=True", "--sample_interval=30", "--sample_tokens=8")
+    p = run("train.py", *TINY, f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=30",
+            "--eval_interval=15", "--final_eval=True", "--sample_interval=30", "--sample_tokens=8")
     assert "starting from scratch" in p.stdout
     assert (out / "ckpt.pt").exists() and (out / "log.jsonl").exists()
     evals = [r for r in map(json.loads, open(out / "log.jsonl")) if "val_loss" in r]
@@ -33,7 +33,8 @@ def test_resume_continues_the_same_trajectory(tmp_path, data_dir):
     common = [f"--dataset={data_dir}", "--eval_interval=4", "--dropout=0.1", *TINY]
     run("train.py", f"--out_dir={tmp_path / 'a'}", "--max_iters=12", *common)
     run("train.py", f"--out_dir={tmp_path / 'b'}", "--max_iters=6", *common)
-    p = run("train.py", f"--out_dir={tmp_path / 'b'}", "--max_iters=12", *common)  # the same command, longer
+    # the same command, longer
+    p = run("train.py", f"--out_dir={tmp_path / 'b'}", "--max_iters=12", *common)
     assert "resuming from" in p.stdout
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert set(b) == set(range(1, 13))
@@ -46,7 +47,8 @@ def test_ddp_matches_single_process(tmp_path, data_dir):
     run("train.py", f"--out_dir={tmp_path / 'one'}", "--gradient_accumulation_steps=4", *common)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 str(ROOT / "train.py")]
-    p = run(torchrun + [f"--out_dir={tmp_path / 'two'}", "--gradient_accumulation_steps=4", *common])
+    p = run(torchrun + [f"--out_dir={tmp_path / 'two'}", "--gradient_accumulation_steps=4",
+                        *common])
     assert "2 process(es) x 2 micro-steps" in p.stdout
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == 4 and one.keys() == two.keys()
@@ -63,7 +65,8 @@ def test_ddp_rejects_indivisible_batch(tmp_path, data_dir):
     p = run(torchrun + [f"--dataset={data_dir}", f"--out_dir={tmp_path / 'o'}", *TINY,
                         "--gradient_accumulation_steps=3"], check=False)
     assert p.returncode != 0
-    assert "gradient_accumulation_steps (3) must be divisible by the number of processes (2)" in p.stderr
+    assert ("gradient_accumulation_steps (3) must be divisible by the number of processes (2)"
+            in p.stderr)
 
 
 @pytest.fixture
@@ -91,12 +94,15 @@ def test_bad_inputs(tmp_path, data_dir, short_data):
     assert "did you mean 'batch_size'" in bad(tmp_path, f"--dataset={data_dir}", "--batch_sise=4")
     assert "expects an int" in bad(tmp_path, f"--dataset={data_dir}", "--batch_size=four")
     assert "not found" in bad(tmp_path, "config/no_such_file.py")
-    assert "divisible by n_head" in bad(tmp_path, f"--dataset={data_dir}", "--n_embd=30", "--n_head=4")
-    assert "smaller than the data's tokenizer" in bad(tmp_path, f"--dataset={data_dir}", "--vocab_size=1000")
+    assert "divisible by n_head" in bad(tmp_path, f"--dataset={data_dir}", "--n_embd=30",
+                                        "--n_head=4")
+    assert "smaller than the data's tokenizer" in bad(tmp_path, f"--dataset={data_dir}",
+                                                      "--vocab_size=1000")
     (tmp_path / "afile").write_text("")
-    assert "not writable" in bad(tmp_path, f"--dataset={data_dir}", out_dir=tmp_path / "afile" / "sub")
-    assert "diverged" in bad(tmp_path, f"--dataset={data_dir}", "--learning_rate=1e30", "--grad_clip=0.0",
-                             "--max_iters=20", out_dir=tmp_path / "nan")
+    assert "not writable" in bad(tmp_path, f"--dataset={data_dir}",
+                                 out_dir=tmp_path / "afile" / "sub")
+    assert "diverged" in bad(tmp_path, f"--dataset={data_dir}", "--learning_rate=1e30",
+                             "--grad_clip=0.0", "--max_iters=20", out_dir=tmp_path / "nan")
 
 
 def test_bad_shard_and_checkpoint(tmp_path, data_dir, short_data):
@@ -114,11 +120,13 @@ def test_bad_shard_and_checkpoint(tmp_path, data_dir, short_data):
     run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY, "--max_iters=2")
     good = (out / "ckpt.pt").read_bytes()
     # a different model shape than the checkpoint's
-    assert "was trained with n_layer=2" in bad(tmp_path, f"--dataset={data_dir}", "--n_layer=3", out_dir=out)
+    assert "was trained with n_layer=2" in bad(tmp_path, f"--dataset={data_dir}", "--n_layer=3",
+                                               out_dir=out)
     # a dataset with another tokenizer than the checkpoint's
-    (tmp_path / "bpe.txt").write_text("Some text for a small vocabulary. " * 200 + "More words here. " * 100)
-    run("data/prepare.py", f"--input={tmp_path / 'bpe.txt'}", f"--out_dir={tmp_path / 'bpe'}", "--tokenizer=bpe",
-        "--vocab_size=300")
+    (tmp_path / "bpe.txt").write_text("Some text for a small vocabulary. " * 200
+                                      + "More words here. " * 100)
+    run("data/prepare.py", f"--input={tmp_path / 'bpe.txt'}", f"--out_dir={tmp_path / 'bpe'}",
+        "--tokenizer=bpe", "--vocab_size=300")
     assert "different tokenizer" in bad(tmp_path, f"--dataset={tmp_path / 'bpe'}", out_dir=out)
     (out / "ckpt.pt").write_bytes(good[: len(good) // 2])
     assert "corrupt or truncated" in bad(tmp_path, f"--dataset={data_dir}", out_dir=out)
@@ -129,10 +137,11 @@ def test_bad_shard_and_checkpoint(tmp_path, data_dir, short_data):
 def test_sample_end_to_end(tmp_path, data_dir):
     out = tmp_path / "out"
     run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY, "--max_iters=2")
-    p = run("sample.py", f"--checkpoint={out}", "-p", "ROMEO:", "-m", "12", "--seed=1", "--device=cpu")
+    p = run("sample.py", f"--checkpoint={out}", "-p", "ROMEO:", "-m", "12", "--seed=1",
+            "--device=cpu")
     assert p.stdout.startswith("ROMEO:") and len(p.stdout) > len("ROMEO:")
-    again = run("sample.py", f"--checkpoint={out / 'ckpt.pt'}", "-p", "ROMEO:", "-m", "12", "--seed=1",
-                "--device=cpu")
+    again = run("sample.py", f"--checkpoint={out / 'ckpt.pt'}", "-p", "ROMEO:", "-m", "12",
+                "--seed=1", "--device=cpu")
     assert again.stdout == p.stdout  # the seed makes it reproducible
     p = run("sample.py", f"--checkpoint={out}", "-p", "", check=False)
     assert p.returncode == 1 and "prompt is empty" in p.stderr
@@ -147,5 +156,6 @@ def test_half_checkpoint_for_sharing(tmp_path, data_dir):
     assert (tmp_path / "small.pt").stat().st_size < 0.2 * (out / "ckpt.pt").stat().st_size
     w, h = full["model"]["transformer.wte.weight"], half["model"]["transformer.wte.weight"]
     assert h.dtype == torch.float16 and (w - h.float()).abs().max() < 1e-3
-    p = run("sample.py", f"--checkpoint={tmp_path / 'small.pt'}", "-p", "ROMEO:", "-m", "5", "--device=cpu")
+    p = run("sample.py", f"--checkpoint={tmp_path / 'small.pt'}", "-p", "ROMEO:", "-m", "5",
+            "--device=cpu")
     assert p.stdout.startswith("ROMEO:")
