@@ -139,7 +139,3 @@ def row_blocks(model, vocab_limit: int):
     finally:
         for m in linears:
             del m.forward
-
-
-# the name it had while the blocks were copies of the weights, which callers still use
-decoding_copies = row_blocks

@@ -15,7 +15,7 @@ import export
 from data.bpe import train_tokenizer
 from data.tokenizer import CharTokenizer, get_gpt2_tokenizer
 from model import GPT, GPTConfig
-from support.speedups import decoding_copies
+from support.speedups import row_blocks
 
 TEXTS = ["Hello, I'm a language model,", "  two  spaces\tand a tab\n\nnew lines",
          "ROMEO: Wherefore art thou?", "Ünïcödé — “quotes” 日本語 🙂 123,456.78",
@@ -56,7 +56,7 @@ def check_same(theirs, ours: GPT, vocab: int, new_tokens: int = 32):
         ref = theirs.generate(prompt, max_new_tokens=new_tokens, do_sample=False,
                               output_logits=True, return_dict_in_generate=True,
                               attention_mask=torch.ones_like(prompt), pad_token_id=0)
-        with decoding_copies(ours, vocab):
+        with row_blocks(ours, vocab):
             steps = list(ours.generate_tokens(prompt, new_tokens, temperature=0, vocab_limit=vocab))
     n = len(ref.logits)  # transformers stops early at its eos token; ours goes on
     assert torch.equal(torch.cat([prompt, *[t for t, _, _ in steps[:n]]], 1), ref.sequences)
