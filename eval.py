@@ -12,23 +12,18 @@ ending with the lowest total loss over its tokens, acc_norm the lowest mean. Ope
 scores acc_norm 0.2955 on the val split this way.
 """
 
-import json
+import glob
 import os
 import sys
-import urllib.request
 
 import numpy as np
-import torch
-from torch.nn import functional as F
-from tqdm import tqdm
 
-from data.shards import DATA_ROOT, Batches, read_meta, windows
+from data.corpus import expand_inputs
+from data.shards import Batches, read_meta, windows
 from data.tokenizer import check_fits, load_tokenizer
-from support import ckpt, loss_eval
-from support.common import ArgumentParser, atomic_write, one_line_errors
+from support import ckpt, hellaswag, loss_eval
+from support.common import ArgumentParser, one_line_errors
 from support.devices import autocast, resolve_device
-
-HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{}.jsonl"
 
 
 def report_loss(model, tok, name: str, source: str, split: str, block_size: int, batch_size: int,
@@ -54,82 +49,6 @@ def report_loss(model, tok, name: str, source: str, split: str, block_size: int,
     for key, value in loss_eval.report(nats, count, chars, n_bytes).items():
         # a key such as nats_per_token is shown as nats/token
         print(f"{key.replace('_per_', '/') + ':':<12} {value:.4f}")
-
-
-def hellaswag_examples(source: str, limit: int | None) -> list[dict]:
-    """The first `limit` examples of a .jsonl file in HellaSwag's format, or of a split of the
-    official one (downloaded once into data/hellaswag/)."""
-    path = source
-    if source in ("train", "val", "test") and not os.path.exists(source):
-        path = os.path.join(DATA_ROOT, "hellaswag", f"hellaswag_{source}.jsonl")
-        try:
-            if not os.path.exists(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with urllib.request.urlopen(HELLASWAG_URL.format(source), timeout=60) as r:
-                    atomic_write(path, lambda f: f.write(r.read()))
-        # offline, server or disk: the same two ways out
-        except Exception as e:
-            raise ValueError(f"cannot download HellaSwag's {source} split ({type(e).__name__}): it "
-                             f"needs the internet once (then data/hellaswag/ keeps it), or pass a "
-                             f"local .jsonl path") from None
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()[:limit]
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read {path} ({type(e).__name__}): give a HellaSwag .jsonl file, "
-                         f"or a split: val, train or test") from None
-    if not lines:
-        raise ValueError(f"{path} holds no examples")
-    examples = []
-    for n, line in enumerate(lines, 1):
-        ex = hellaswag_example(line)
-        if ex is None:
-            raise ValueError(f"{path} line {n} is not a HellaSwag example (a JSON object with a "
-                             f"ctx, 4 endings and a label from 0 to 3)")
-        examples.append(ex)
-    return examples
-
-
-def hellaswag_example(line: str) -> dict | None:
-    """The example on a line of HellaSwag's .jsonl: a JSON object with a string ctx, 4 string
-    endings and a label from 0 to 3; None for anything else."""
-    try:
-        ex = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(ex, dict) or not isinstance(ex.get("ctx"), str) or \
-            ex.get("label") not in range(4):
-        return None
-    endings = ex.get("endings")
-    if not isinstance(endings, list) or len(endings) != 4 or \
-            not all(isinstance(ending, str) for ending in endings):
-        return None
-    return ex
-
-
-@torch.no_grad()
-def ending_losses(model, tok, ex: dict, device: str, ctx) -> tuple[torch.Tensor, torch.Tensor]:
-    """The total and the mean loss over each ending's tokens, after the context; the 4 rows as one
-    batch."""
-    context, block_size = tok.encode(ex["ctx"]), model.config.block_size
-    # GPT-2's words start with their space
-    endings = [tok.encode(" " + ending) for ending in ex["endings"]]
-    # a row longer than the model's context is cut on the left
-    rows = [(context + ending)[-block_size:] for ending in endings]
-    # padded at the end, which causal attention never lets the real tokens see
-    x = torch.zeros(4, max(map(len, rows)), dtype=torch.long)
-    mask = torch.zeros_like(x, dtype=torch.bool)
-    for i, (row, ending) in enumerate(zip(rows, endings)):
-        x[i, : len(row)] = torch.tensor(row)
-        mask[i, max(len(row) - len(ending), 0) : len(row)] = True
-    # the targets are x shifted by one, and so is their mask
-    x, mask = x.to(device), mask[:, 1:].to(device)
-    with ctx:
-        logits = F.linear(model.hidden_states(x), model.lm_head.weight[: tok.n_vocab])
-    losses = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten(),
-                             reduction="none")
-    total = (losses.view(4, -1) * mask).sum(dim=1)
-    return total, total / mask.sum(dim=1)
 
 
 def parse_args(argv):
@@ -162,13 +81,17 @@ def parse_args(argv):
     if args.input is not None and not os.path.exists(args.input):
         raise ValueError(f"--input {args.input} not found: give a text file or a data folder made "
                          f"by data/prepare.py")
+    # a binary file would be scored as junk tokens: refused as data/prepare.py refuses it (its
+    # --input also takes globs and lists, which a file's own name must not be read as)
+    if args.input is not None and os.path.isfile(args.input) and "," not in args.input:
+        expand_inputs(glob.escape(args.input))
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     device, dtype = resolve_device(args.device, "auto")
-    examples = None if args.hellaswag is None else hellaswag_examples(args.hellaswag, args.limit)
+    examples = None if args.hellaswag is None else hellaswag.examples(args.hellaswag, args.limit)
     model, tok, desc, _ = ckpt.load_for_inference(args.checkpoint, device)
     print(f"model: {desc}", file=sys.stderr)
     block_size, ctx = args.block_size or model.config.block_size, autocast(device, dtype)
@@ -179,16 +102,9 @@ def main(argv=None):
         name = args.checkpoint or ckpt.DEFAULT
         return report_loss(model, tok, name, args.input, args.split, block_size, args.batch_size,
                            device, ctx)
-    # the examples that the lowest total loss, and the lowest mean loss, get right
-    acc = acc_norm = 0
-    bar = tqdm(examples, desc="hellaswag", unit="example", leave=False,
-               disable=not sys.stderr.isatty())
-    for ex in bar:
-        total, mean = ending_losses(model, tok, ex, device, ctx)
-        acc += int(total.argmin()) == ex["label"]
-        acc_norm += int(mean.argmin()) == ex["label"]
-    n = len(examples)
-    print(f"hellaswag: {acc_norm}/{n} acc_norm {acc_norm / n:.4f}, acc {acc / n:.4f}")
+    # the same scoring as train.py's hellaswag_interval (support/hellaswag.py)
+    r = hellaswag.score(model, tok, examples, device, ctx, progress=sys.stderr.isatty())
+    print(f"hellaswag: {r['right']}/{r['n']} acc_norm {r['acc_norm']:.4f}, acc {r['acc']:.4f}")
 
 
 if __name__ == "__main__":

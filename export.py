@@ -9,10 +9,11 @@ it, or as a compact checkpoint of ours.
     model = GPT2LMHeadModel.from_pretrained("hf-shakespeare")
     tokenizer = AutoTokenizer.from_pretrained("hf-shakespeare")
 
-The folder holds config.json, model.safetensors and the tokenizer (vocab.json + merges.txt, GPT-2's
-or the BPE the checkpoint was trained with; a character vocabulary has no such form, and is
-refused); transformers computes the same logits as our model (hf.py says how). It loads back here
-too: train.py --init_from=DIR, sample.py --checkpoint=DIR, GPT.from_pretrained(DIR).
+The folder holds config.json, model.safetensors and the tokenizer: vocab.json + merges.txt, GPT-2's
+or the BPE the checkpoint was trained with, or for a character vocabulary a tokenizer.json of one
+token per character; transformers computes the same ids and logits as our model (hf.py says
+how). It loads back here too: train.py --init_from=DIR, sample.py --checkpoint=DIR,
+GPT.from_pretrained(DIR).
 """
 
 import os
@@ -34,6 +35,9 @@ def main(argv=None):
                         "ours: fp16 weights, no optimizer state (for sample.py and sharing)")
     args = parser.parse_args(argv)
     if args.half:
+        if os.path.isdir(args.half):
+            raise ValueError(f"--half={args.half} is a folder: name the file to write, e.g. "
+                             f"{os.path.join(args.half, 'ckpt.pt')}")
         wrote = ckpt.export_half(args.checkpoint, args.half)
         print(f"wrote {wrote} (fp16 weights, no optimizer state)")
         return

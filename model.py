@@ -189,10 +189,10 @@ class GPT(nn.Module):
         self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, eps=1e-8,
-                             fused=True):
+                             fused=True, params=None):
         # Weight decay applies to matrices (matmul weights, embeddings), not to biases and
         # LayerNorm gains: pulling a 1-d scale or shift towards zero only fights the normalisation.
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = [p for p in (params or self.parameters()) if p.requires_grad]
         decay, no_decay = [p for p in params if p.dim() >= 2], [p for p in params if p.dim() < 2]
         print(f"optimizer: {len(decay)} decayed tensors ({sum(p.numel() for p in decay):,} "
               f"parameters), {len(no_decay)} not decayed ({sum(p.numel() for p in no_decay):,} "

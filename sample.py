@@ -56,7 +56,15 @@ def generate_text(model, tok, prompts: list, max_new_tokens: int = 500, num_samp
     for n in sorted(set(map(len, ids))):
         group = [i for i in range(len(rows)) if len(ids[i]) == n]
         x = torch.tensor([ids[i] for i in group], dtype=torch.long, device=device)
-        new_texts = continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling)
+        try:
+            new_texts = continue_rows(model, tok, x, stop, stop_at_eot, stream, **sampling)
+        # extreme settings (temperature=1e-300) overflow the scores into no valid probabilities
+        except RuntimeError as e:
+            if "probability tensor" not in str(e):
+                raise
+            raise ValueError(f"temperature={temperature}, top_p={top_p}, repetition_penalty="
+                             f"{repetition_penalty} overflow the model's scores: use values "
+                             f"nearer the defaults, or --temperature=0 for greedy") from None
         for i, text in zip(group, new_texts):
             prompt = rows[i] or ""
             texts[i] = prompt + text if echo else text
@@ -138,6 +146,9 @@ def main(argv=None):
         check_writable(os.path.dirname(out) or ".")
         if not out or os.path.isdir(out):
             raise ValueError(f"--out={out!r} must name a file")
+        if os.path.exists(out) and not args.force:
+            raise ValueError(f"--out={out} exists already: add --force to replace it, or name "
+                             f"another file")
     if args.interactive and (out or prompts != [None]):
         raise ValueError("-i reads its prompts from the terminal: use it without -p, --prompt_file "
                          "and --out")
@@ -236,6 +247,8 @@ def parse_args(argv):
     p.add_argument("--out", help="write the samples to this file (.jsonl: one JSON object each, "
                    "with its prompt and settings; else separated by a line of dashes) and print a "
                    "summary only")
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace a file that exists (without it, that is refused)")
     p.add_argument("-i", "--interactive", action="store_true",
                    help="read a prompt, print its continuation as it is made, repeat until end "
                    "of input")

@@ -30,8 +30,10 @@ from data.shards import data_dir as find_data_dir
 from data.tokenizer import check_fits, load_tokenizer
 from model import GPT, GPTConfig
 from support import checks, ckpt, devices, loss_eval, plot, speedups
+from support import hellaswag as hellaswag_eval
 from support.common import one_line_errors
 from support.devices import device_type
+from support.optim import MuonWithAdamW, shard_over_processes
 
 # --------------------------------------------------------------------------------------------------
 # The settings, with GPT-2 124M's defaults: the comment beside each is what --help prints
@@ -47,6 +49,9 @@ init_from = "auto"  # 'auto', 'scratch', 'resume', 'gpt2'(-medium/-large/-xl) or
 final_eval = True  # at the end, the loss over the whole val split, in nats/char and bits/byte
 sample_interval = 0  # print a short sample every this many iterations (0: never)
 sample_tokens = 200  # the length of those samples, in tokens
+hellaswag_interval = 0  # score HellaSwag every this many iterations and at the end (0: never)
+hellaswag = "val"  # its examples: a split (val, train or test; downloaded once) or a .jsonl file
+hellaswag_limit = 0  # score only the first this many examples (0: all of them)
 wandb_log = False  # also log to Weights & Biases (pip install wandb; offline: WANDB_MODE=offline)
 wandb_project = "owt"  # its project
 wandb_run_name = "gpt2"  # its run name
@@ -63,8 +68,11 @@ dropout = 0.0  # 0 for pretraining; 0.1+ for finetuning or small data
 bias = True  # biases in Linears and LayerNorms, as in GPT-2
 gelu = "tanh"  # GPT-2's tanh approximation; 'exact' (nanoGPT's erf) trains as well, faster on CPUs
 vocab_size = 0  # 0: the data's tokenizer size, padded up to a multiple of 64
-# AdamW
+# the optimizer
+optimizer = "adamw"  # 'adamw' (nanoGPT's), or 'muon': Muon on the blocks' matrices, AdamW on the rest
 learning_rate = 6e-4  # the peak learning rate
+muon_lr = 0.0  # with optimizer='muon', its peak learning rate (0: learning_rate's)
+muon_momentum = 0.95  # with optimizer='muon', its momentum
 max_iters = 600000  # optimizer steps in all
 # with a time budget the cosine decay runs over that time instead of over iterations
 max_seconds = 0.0  # > 0: also stop after this many seconds of training steps (not evaluations)
@@ -73,8 +81,10 @@ beta1 = 0.9  # AdamW's beta1
 beta2 = 0.95  # AdamW's beta2
 eps = 1e-8  # AdamW's epsilon
 grad_clip = 1.0  # clip the global gradient norm at this value (0: don't)
-# learning rate schedule: a linear warmup, then a cosine decay to min_lr
+# learning rate schedule: a linear warmup, then a decay to min_lr
 decay_lr = True  # False: learning_rate throughout
+lr_schedule = "cosine"  # 'cosine' (nanoGPT's), or 'wsd': hold the peak, then fall linearly at the end
+wsd_decay = 0.2  # with 'wsd', the fraction of the run (after warmup) that falls to min_lr
 warmup_iters = 2000  # iterations of linear warmup
 lr_decay_iters = 600000  # where the cosine decay ends (~= max_iters per Chinchilla)
 min_lr = 6e-5  # the learning rate after the decay (~= learning_rate / 10 per Chinchilla)
@@ -83,6 +93,7 @@ device = "auto"  # 'auto' (cuda, else mps, else cpu), 'cpu', 'cuda', 'cuda:1', '
 dtype = "auto"  # 'auto' (bfloat16 on CUDA, float16 on old GPUs, float32 elsewhere) or one of those
 compile = None  # torch.compile the model; None: on CUDA only (CPUs gain more from the chunked loss)
 backend = ""  # the DDP backend; '': nccl on CUDA, gloo elsewhere
+zero_stage = 0  # 1: under torchrun, each process keeps 1/world of AdamW's state (ZeRO-1)
 seed = 1337  # seeds the initialisation, the batches and dropout
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: the datasheet on known GPUs, else measured
 # --------------------------------------------------------------------------------------------------
@@ -119,6 +130,9 @@ tokenizer = load_tokenizer(data_path)
 data_vocab = meta["vocab_size"]
 log(f"data: {data_path} ({tokenizer.name} tokenizer, {data_vocab:,} tokens in the vocabulary, "
     f"{meta['splits']['train']['tokens']:,} train / {meta['splits']['val']['tokens']:,} val tokens)")
+# HellaSwag's examples for hellaswag_interval, checked against the tokenizer before any training
+if hellaswag_interval:
+    hs_examples = hellaswag_eval.for_training(hellaswag, hellaswag_limit, tokenizer, ddp, master)
 
 # The model: resumed from out_dir's checkpoint, new, or OpenAI's GPT-2
 has_checkpoint = os.path.exists(ckpt_path)
@@ -134,7 +148,7 @@ if resuming:
     log(f"resuming from {ckpt_path}{began}")
     state = ckpt.load(ckpt_path)
     changed = {k: v for k, v in config.items() if v != defaults[k]}
-    model_args = ckpt.check_resume(state, ckpt_path, changed, tokenizer)
+    model_args = ckpt.check_resume(state, ckpt_path, changed, tokenizer, optimizer)
     model = ckpt.model_from({**state, "model_args": {**model_args, "dropout": dropout}})
     iter_num, best_val_loss = state["iter_num"], float(state["best_val_loss"])
     block_size, train_seconds = model_args["block_size"], state.get("train_seconds", 0.0)
@@ -182,8 +196,17 @@ log(f"tokens per iteration: {tokens_per_iter:,} ({world} process(es) x "
     f"{gradient_accumulation_steps} micro-steps x {batch_size} sequences x {block_size} tokens)")
 # fp16 needs loss scaling so that small gradients don't flush to zero; bf16 and fp32 don't
 scaler = torch.amp.GradScaler(device_kind, enabled=(dtype == "float16"))
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_kind,
-                                       eps)
+# the setting's name becomes the optimizer it names
+if optimizer == "muon":
+    optimizer = MuonWithAdamW(model, muon_lr or learning_rate, muon_momentum, weight_decay,
+                              learning_rate, (beta1, beta2), device_kind, eps)
+else:
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2),
+                                           device_kind, eps)
+# ZeRO-1 splits AdamW's moments among the processes, which already share every gradient
+zero = zero_stage == 1 and ddp
+if zero:
+    optimizer = shard_over_processes(optimizer)
 # draws the batches; the same on every process
 sampler = torch.Generator().manual_seed(seed)
 # a resumed run continues exactly where the saved one was: optimizer, loss scale, random states
@@ -204,6 +227,8 @@ if master:
         os.remove(ckpt_path + ".tmp")
 # a resumed run does not rewrite the checkpoint it just loaded
 start_iter = iter_num
+# the iteration of the checkpoint in out_dir, if there is one
+saved_iter = iter_num if resuming else None
 
 raw_model = model
 use_compile = device_kind == "cuda" if compile is None else compile
@@ -223,18 +248,25 @@ if ddp:
 @torch.no_grad()
 def estimate_loss() -> dict:
     """The mean loss over eval_iters batches per split, spread over the processes: the same batches
-    each time, from their own generator: evaluations compare, and the training RNG is untouched."""
+    each time, from their own generator: evaluations compare, and the training RNG is untouched.
+    None if Ctrl-C cut it off."""
     out = {}
     model.eval()
     for i, (split, data) in enumerate((("train", train_data), ("val", val_data))):
         starts = data.draw(torch.Generator().manual_seed(seed + 1000 + i), eval_iters)
         total = torch.zeros(2, device=device)
-        share = range(rank, eval_iters, world)
-        for k in tqdm(share, desc=f"eval {split}", leave=False, disable=not progress):
-            X, Y = data.get(starts[k])
-            with ctx:
-                _, loss = model(X, Y)
-            total += torch.stack([loss.float(), torch.ones((), device=device)])
+        # every process takes as many turns, so that all of them can agree to stop at any one
+        for k in tqdm(range(0, eval_iters, world), desc=f"eval {split}", leave=False,
+                      disable=not progress):
+            # Ctrl-C: an evaluation cut off is dropped, never logged
+            if devices.any_process(bool(interrupted), ddp, device):
+                model.train()
+                return None
+            if k + rank < eval_iters:
+                X, Y = data.get(starts[k + rank])
+                with ctx:
+                    _, loss = model(X, Y)
+                total += torch.stack([loss.float(), torch.ones((), device=device)])
         if ddp:
             dist.all_reduce(total)
         out[split] = (total[0] / total[1]).item()
@@ -243,8 +275,9 @@ def estimate_loss() -> dict:
 
 
 def get_lr(it: int, elapsed: float) -> float:
-    """Linear warmup, then a cosine decay to min_lr at lr_decay_iters; with a time budget, at the
-    end of max_seconds instead: a slow machine does fewer steps but still ends its schedule."""
+    """Linear warmup, then a decay to min_lr at lr_decay_iters (cosine, or the end of a held peak);
+    with a time budget, at the end of max_seconds: a slow machine does fewer steps but still ends
+    its schedule."""
     if not decay_lr:
         return learning_rate
     if it < warmup_iters:
@@ -255,15 +288,21 @@ def get_lr(it: int, elapsed: float) -> float:
         return min_lr
     else:
         ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
+    if lr_schedule == "wsd":
+        return min_lr + min(1.0, (1.0 - ratio) / wsd_decay) * (learning_rate - min_lr)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
 def save_checkpoint():
     """Every process takes part (each one's dropout RNG is gathered); rank 0 writes."""
     rng = devices.random_states(sampler, ddp, world, device_kind == "cuda")
+    # ZeRO-1's shards come together on rank 0, the one that writes
+    if zero:
+        optimizer.consolidate_state_dict(to=0)
     # documents 1: sample.py starts an unprompted sample with "\n" rather than <|endoftext|>
-    state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
-                 model_args=model_args, config=config, iter_num=iter_num, rng=rng,
+    state = dict(model=raw_model.state_dict(),
+                 optimizer=optimizer.state_dict() if master else None, model_args=model_args,
+                 config=config, iter_num=iter_num, rng=rng,
                  best_val_loss=best_val_loss, train_seconds=train_seconds,
                  tokenizer=tokenizer.to_dict(), dataset=os.path.abspath(data_path),
                  documents=meta["splits"]["train"].get("documents", 1))
@@ -272,6 +311,8 @@ def save_checkpoint():
     if master:
         ckpt.save(state, ckpt_path)
         log(f"saved checkpoint to {ckpt_path}")
+    global saved_iter
+    saved_iter = iter_num
 
 
 def log_json(**entry):
@@ -290,8 +331,10 @@ def sample_text() -> str:
         torch.manual_seed(seed)
         raw_model.eval()
         prompt = torch.tensor([[tokenizer.eot_token]], device=device)
+        # Ctrl-C ends the sample at the next token
         out = raw_model.generate(prompt, sample_tokens, temperature=0.8, top_k=200,
-                                 vocab_limit=tokenizer.n_vocab)
+                                 vocab_limit=tokenizer.n_vocab,
+                                 stop_rows=lambda t: [bool(interrupted)] * len(t))
         raw_model.train()
     return tokenizer.decode(out[0, 1:].tolist())
 
@@ -312,28 +355,32 @@ while True:
     # every process stops after the same step
     stop = devices.any_process(bool(interrupted), ddp, device)
     if stop:
-        # without always_save_checkpoint the best weights so far stay as they are
-        if iter_num > start_iter and always_save_checkpoint:
+        # without always_save_checkpoint the best weights so far stay, if there are any yet
+        if iter_num > start_iter and (always_save_checkpoint or saved_iter is None):
             save_checkpoint()
-        log(f"interrupted at iteration {iter_num}: rerun the same command to continue from the "
-            f"last checkpoint")
+        kept = "" if saved_iter in (None, iter_num) else f", kept as the best (val loss " \
+            f"{best_val_loss:.4f})"
+        log(f"interrupted at iteration {iter_num}: " + (
+            "no step was finished, nothing is saved" if saved_iter is None else
+            f"rerun the same command to continue from the checkpoint of iteration "
+            f"{saved_iter}{kept}"))
         break
     lr = get_lr(iter_num, train_seconds)
+    # Muon's groups keep their own peak, on the same schedule
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     done = iter_num >= max_iters or 0 < max_seconds <= train_seconds
 
     # evaluate the loss on both splits, and save a checkpoint
     if iter_num % eval_interval == 0 or done or eval_only:
         losses = estimate_loss()
+        # cut off by Ctrl-C: the top of the loop stops the run
+        if losses is None:
+            continue
         log(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         log_json(iter=iter_num, train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                  tokens=iter_num * tokens_per_iter, time=time.time() - t_start)
-        if not math.isfinite(losses["val"]):
-            raise FloatingPointError(f"val loss is {losses['val']} at iteration {iter_num}: "
-                                     f"training diverged; the last good checkpoint is untouched. "
-                                     f"Lower learning_rate or raise warmup_iters, then rerun to "
-                                     f"resume from it")
+        checks.finite(losses["val"], "val loss", iter_num)
         improved = losses["val"] < best_val_loss
         best_val_loss = min(best_val_loss, losses["val"])
         if iter_num > start_iter and (improved or always_save_checkpoint):
@@ -342,6 +389,16 @@ while True:
             plot.plot_log(out_dir, quiet=True)
         if eval_only:
             break
+    # HellaSwag, scored by eval.py's code, the examples shared out over the processes
+    if hellaswag_interval and (iter_num % hellaswag_interval == 0 or done):
+        hs = hellaswag_eval.score(raw_model, tokenizer, hs_examples, device, ctx, rank, world,
+                                  progress, lambda: devices.any_process(bool(interrupted), ddp,
+                                                                        device))
+        # cut off by Ctrl-C: the top of the loop stops the run
+        if hs is None:
+            continue
+        log(f"step {iter_num}: hellaswag acc_norm {hs['acc_norm']:.4f} ({hs['right']}/{hs['n']})")
+        log_json(iter=iter_num, hellaswag=hs["acc_norm"])
     if sample_interval and iter_num % sample_interval == 0 and master:
         log(f"sample at step {iter_num}:\n{sample_text()}")
     if done:
@@ -372,10 +429,7 @@ while True:
         dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
     # waits for the device, once per step
     lossf = loss_sum.item()
-    if not math.isfinite(lossf):
-        raise FloatingPointError(f"loss is {lossf} at iteration {iter_num}: training diverged; the "
-                                 f"last good checkpoint is untouched. Lower learning_rate or raise "
-                                 f"warmup_iters, then rerun")
+    checks.finite(lossf, "loss", iter_num)
     t1 = time.time()
     dt, t0 = t1 - t0, t1
     train_seconds += t1 - t_step
@@ -390,19 +444,30 @@ while True:
         running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
         left = (max(max_seconds - train_seconds, 0) if max_seconds
                 else (max_iters - iter_num) * step_time)
+        # a peak measured below what the model reaches would give an MFU over 100%: left out
+        shown = f", mfu {running_mfu * 100:.1f}%" if running_mfu <= 1 else ""
         log(f"iter {iter_num}: loss {lossf:.4f}, lr {lr:.2e}, {dt * 1000:.1f}ms, {tok_s:,.0f} "
-            f"tok/s ({tok_s / world:,.0f} per process), mfu {running_mfu * 100:.1f}%, "
-            f"{left / 60:.1f} min left")
-        log_json(iter=iter_num, loss=lossf, lr=lr, ms=dt * 1000, tokens_per_sec=tok_s, mfu=mfu,
-                 tokens=iter_num * tokens_per_iter, time=time.time() - t_start)
+            f"tok/s ({tok_s / world:,.0f} per process){shown}, {left / 60:.1f} min left")
+        log_json(iter=iter_num, loss=lossf, lr=lr, ms=dt * 1000, tokens_per_sec=tok_s,
+                 mfu=mfu if mfu <= 1 else None, tokens=iter_num * tokens_per_iter,
+                 time=time.time() - t_start)
 
 # The final report: the loss over every token of the val split, comparable across tokenizers
-# everything is saved: Ctrl-C may now stop at once
+# everything is saved: Ctrl-C or SIGTERM may now stop the report at once; a launcher's SIGTERM to
+# a rank that is stopping already changes nothing
 signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if stop else signal.default_int_handler)
 if final_eval and not eval_only and not stop and master:
     split, t0 = meta["splits"]["val"], time.time()
-    nats, count = loss_eval.total_loss(raw_model, windows(val_data.shards, block_size, batch_size),
-                                       tokenizer.n_vocab, device, ctx, desc="final eval")
+    try:
+        nats, count = loss_eval.total_loss(raw_model, windows(val_data.shards, block_size,
+                                                              batch_size),
+                                           tokenizer.n_vocab, device, ctx, desc="final eval")
+    except KeyboardInterrupt:
+        stop = True
+        log(f"interrupted: the final report is left out; the checkpoint is saved, and eval.py "
+            f"--checkpoint={out_dir} --input={data_path} computes it")
+if final_eval and not eval_only and not stop and master:
     r = loss_eval.report(nats, count, split["chars"], split["bytes"])
     log(f"final val over all {count:,} tokens: {r['nats_per_token']:.4f} nats/token, "
         f"{r['nats_per_char']:.4f} nats/char, {r['bits_per_byte']:.4f} bits/byte "

@@ -1,8 +1,8 @@
 """
 Documents from your files, for data/prepare.py: .txt files (one document each, or many separated by
 a delimiter line, or one per line), .jsonl / .jsonl.gz and .csv / .tsv files (a column of text), and
-OpenWebText through `datasets`; and the tokenizer to encode them with. Files that are not text are
-refused before anything is written.
+any Hugging Face dataset (OpenWebText by default) through `datasets`; and the tokenizer to encode
+them with. Files that are not text are refused before anything is written.
 """
 
 import collections
@@ -12,6 +12,7 @@ import gzip
 import itertools
 import json
 import os
+import sys
 from collections.abc import Iterator
 
 from data.bpe import train_tokenizer
@@ -30,6 +31,11 @@ def _decode(b: bytes) -> str:
 def expand_inputs(pattern: str) -> list[str]:
     """The files of a path, a glob or a comma-separated list, each checked to be text."""
     files = sorted(f for p in pattern.split(",") for f in (glob.glob(p, recursive=True) or [p]))
+    folders = [f for f in files if os.path.isdir(f)]
+    if folders:
+        raise ValueError(f"input {folders[0]!r} is a folder: give its files with a glob like "
+                         f"'{folders[0]}/*.txt', or --hf_dataset={folders[0]} for parquet, arrow "
+                         f"or jsonl files in the Hugging Face hub's layout")
     # a pattern that matches nothing stays as it is, and is missing
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
@@ -105,39 +111,109 @@ def read_split_documents(path: str, delimiter: str) -> Iterator[str]:
             yield from (line.rstrip("\r\n") for line in map(_decode, f) if line.strip())
             return
         doc: list[str] = []
-        # a delimiter after the last line ends the last document
+        # a delimiter after the last line ends the last document; matched counts the others
+        matched = -1
         for line in itertools.chain(map(_decode, f), [delimiter]):
             if line.strip() != delimiter:
                 doc.append(line)
                 continue
+            matched += 1
             if "".join(doc).strip():
                 yield "".join(doc).strip("\n")
             doc = []
+    if matched == 0:
+        print(f"note: no line of {path} holds only {delimiter!r} (--split): it was one document",
+              file=sys.stderr)
 
 
-def read_openwebtext() -> Iterator[str]:
-    """OpenWebText through `datasets`, streamed: no full copy in RAM, nor a second one on disk. Its
-    parquet export, because the original loading script stopped working in datasets 3."""
+# OpenWebText's parquet export: its original loading script stopped working in datasets 3
+OPENWEBTEXT = dict(name="Skylion007/openwebtext", revision="refs/convert/parquet")
+
+
+def hub_dataset(name: str, config: str | None, split: str):
+    """A Hugging Face dataset's split, streamed (no full copy in RAM, nor a second one on disk): a
+    name on the hub, or a local folder of parquet/arrow/jsonl files in the hub's layout."""
     try:
         from datasets import load_dataset
     except ImportError:
-        raise ValueError("OpenWebText comes through Hugging Face's datasets: pip install "
+        raise ValueError("Hugging Face datasets are read with `datasets`: pip install "
                          "datasets") from None
+    local = os.path.isdir(name)
+    shown = "OpenWebText" if name == OPENWEBTEXT["name"] else name
+    if local:
+        check_parquet_files(name)
+    revision = OPENWEBTEXT["revision"] if name == OPENWEBTEXT["name"] else None
     try:
-        ds = load_dataset("Skylion007/openwebtext", revision="refs/convert/parquet", split="train",
-                          streaming=True)
-    # offline, hub down: one message
+        return load_dataset(name, config, split=split, streaming=True, revision=revision)
     except Exception as e:
-        raise ValueError(f"cannot reach OpenWebText on the Hugging Face hub ({type(e).__name__}); "
-                         f"connect to the internet, or give your own text with --input") from None
-    for example in ds:
-        yield example["text"]
+        # a missing split or config: datasets' own message lists the ones there are
+        if isinstance(e, ValueError) and any(w in str(e).lower() for w in ("split", "config")):
+            first = str(e).strip().splitlines()[0][:300]
+            raise ValueError(f"{shown}: {first} (--hf_split / --hf_config choose)") from None
+        if local:
+            raise ValueError(f"cannot read {name} as a dataset ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''}): give a folder "
+                             f"of parquet, arrow or jsonl files") from None
+        # offline, hub down, a wrong name: one message
+        raise ValueError(f"cannot reach {shown} on the Hugging Face hub ({type(e).__name__}); "
+                         f"connect to the internet, check the name, or give your own text with "
+                         f"--input") from None
 
 
-def documents(files: list[str] | None, split: str | None, column: str) -> Iterator[tuple[str, ...]]:
-    """Every document as a tuple of its pieces (a long .txt file comes in several)."""
+def check_parquet_files(folder: str):
+    """Open the footer of every parquet file under folder, so that a broken one is named before
+    any work is done."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(glob.glob(os.path.join(folder, "**", "*.parquet"), recursive=True)):
+        try:
+            pq.read_metadata(path)
+        except Exception as e:
+            raise ValueError(f"{path} is not a readable parquet file ({type(e).__name__}): "
+                             f"replace or remove it") from None
+
+
+def read_hub(name: str, config: str | None, split: str, column: str) -> Iterator[str]:
+    """The texts of one column of a dataset split, in order. Empty texts are skipped; a row whose
+    text is missing (None) or not a string is refused, naming the row."""
+    rows, where = iter(hub_dataset(name, config, split)), f"{name} ({split} split)"
+    for i in itertools.count():
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        # a broken file part way: name where
+        except Exception as e:
+            raise ValueError(f"{where}: cannot read row {i:,} ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        if column not in row:
+            raise ValueError(f"{where} has no column {column!r} (its columns: "
+                             f"{', '.join(row)}); name one with --column")
+        text = row[column]
+        if not isinstance(text, str):
+            raise ValueError(f"{where} row {i:,}: its {column!r} is {type(text).__name__}, not "
+                             f"text; clean the dataset or choose another --column")
+        if text:
+            yield text
+
+
+def hub_rows(name: str, config: str | None, split: str) -> int | None:
+    """How many rows a dataset's split has, if its card says; None if unknown."""
+    try:
+        from datasets import load_dataset_builder
+
+        revision = OPENWEBTEXT["revision"] if name == OPENWEBTEXT["name"] else None
+        return load_dataset_builder(name, config, revision=revision).info.splits[split].num_examples
+    except Exception:
+        return None
+
+
+def documents(files: list[str] | None, split: str | None, column: str,
+              hub: tuple | None = None) -> Iterator[tuple[str, ...]]:
+    """Every document as a tuple of its pieces (a long .txt file comes in several); hub is (name,
+    config, split) of a Hugging Face dataset, read when files is None."""
     if files is None:
-        yield from ((d,) for d in read_openwebtext())
+        yield from ((d,) for d in read_hub(*hub, column))
     for path in files or []:
         if path.endswith(TABLES):
             yield from ((d,) for d in read_table(path, column))
@@ -147,13 +223,61 @@ def documents(files: list[str] | None, split: str | None, column: str) -> Iterat
             yield tuple(text for _, text in read_txt_document(path))
 
 
+def batches(pieces, size: int) -> Iterator[list]:
+    """Pieces grouped into lists of about `size` characters."""
+    batch, chars = [], 0
+    for piece in pieces:
+        batch.append(piece)
+        chars += len(piece[1])
+        if chars >= size:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+def encode_batches(tok, groups: Iterator[list], num_proc: int) -> Iterator[tuple[list, list]]:
+    """(batch, its texts' ids) in order, the batches encoded on num_proc threads while this one
+    writes: tiktoken encodes outside the GIL. A few batches ahead at most: memory stays flat."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encode, pool, ahead = encoder(tok), ThreadPoolExecutor(num_proc), collections.deque()
+    try:
+        for batch in groups:
+            ahead.append((batch, pool.submit(encode, [text for _, text, _ in batch])))
+            if len(ahead) > 2 * num_proc:
+                batch, future = ahead.popleft()
+                yield batch, future.result()
+        while ahead:
+            batch, future = ahead.popleft()
+            yield batch, future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def encoder(tok):
+    """A function from texts to their ids (the tokenizer's encode_batch), as arrays for tiktoken's
+    tokenizers: straight from its buffer, with no list of Python ints built under the GIL."""
+    enc = getattr(tok, "enc", None)
+    if enc is None:
+        return lambda texts: tok.encode_batch(texts, 1)
+    # no special token allowed, none refused: <|endoftext|> in a text is ordinary text
+    return lambda texts: [enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+                          for text in texts]
+
+
 def tokenizer_for(name: str, vocab_size: int, docs):
     """A new tokenizer made from this corpus: a BPE trained on its train split (val stays unseen),
     or its characters (all of them, as nanoGPT's); any other name is a tokenizer to reuse, which
     load_tokenizer finds (gpt2, a folder, a data folder, a checkpoint, ...)."""
     if name == "bpe":
         print(f"training a byte-level BPE tokenizer with {vocab_size} tokens on the train split...")
-        return train_tokenizer((text for part, text, _ in docs() if part == "train"), vocab_size)
+        tok = train_tokenizer((text for part, text, _ in docs() if part == "train"), vocab_size)
+        if tok.n_vocab < vocab_size:
+            print(f"note: the BPE has {tok.n_vocab} tokens, not --vocab_size={vocab_size}: the "
+                  f"text has too few pairs seen twice for more merges (give more text or a "
+                  f"smaller --vocab_size)")
+        return tok
     if name == "char":
         chars = set()
         for _, text, _ in docs():

@@ -222,7 +222,8 @@ def load_tokenizer(source, where: str = "") -> Tokenizer:
 
         gpt2, gpt2-medium, gpt2-large, gpt2-xl  GPT-2's
         a folder of vocab.json + merges.txt     that byte-level BPE (GPT-2's file format)
-        a folder with tokenizer.json            the same, as transformers saves it
+        a folder with tokenizer.json            the same, as transformers saves it; or the
+                                                characters that support/hf.py exports
         a Hugging Face model folder             its files as above, else GPT-2's tokenizer
         a data folder                           the tokenizer its meta.json names; nanoGPT's
                                                 (train.bin): its meta.pkl's characters, else GPT-2's
@@ -327,15 +328,32 @@ def _folder_tokenizer(path: str) -> Tokenizer:
 
 
 def _tokenizer_json(folder: str) -> Tokenizer:
-    """A byte-level BPE in transformers' tokenizer.json: the vocab and merges of GPT-2's files."""
+    """A byte-level BPE in transformers' tokenizer.json (the vocab and merges of GPT-2's files), or
+    the character vocabulary that support/hf.py exports."""
     path, text = os.path.join(folder, "tokenizer.json"), _read(folder, "tokenizer.json")
     try:
         model = json.loads(text)["model"]
+        # a character vocabulary, as support/hf.py exports it
+        chars = dict(model["vocab"]) if model.get("type") == "WordLevel" else None
         merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
         vocab = json.dumps(model["vocab"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path} is not a tokenizer.json of a byte-level BPE ({e!r})") from None
+    if chars is not None:
+        return _char_tokenizer_json(chars, path)
     return bpe_tokenizer(vocab, "\n".join(merges), path)
+
+
+def _char_tokenizer_json(vocab: dict, path: str) -> CharTokenizer:
+    """The character vocabulary that support/hf.py exports: ids 0.. single characters, then
+    <|endoftext|> if the vocabulary has it."""
+    by_id = {i: t for t, i in vocab.items() if t != EOT and isinstance(i, int)}
+    eot = vocab.get(EOT)
+    if len(by_id) + (EOT in vocab) != len(vocab) or set(by_id) != set(range(len(by_id))) or \
+            any(len(t) != 1 for t in by_id.values()) or eot not in (None, len(by_id)):
+        raise ValueError(f"{path}: a WordLevel vocabulary, but not of single characters with ids "
+                         f"0, 1, ... (then {EOT})")
+    return CharTokenizer("".join(by_id[i] for i in range(len(by_id))), eot is not None)
 
 
 def _checkpoint_tokenizer(ck: dict, where: str) -> Tokenizer:

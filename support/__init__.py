@@ -7,7 +7,9 @@ none of them changes what the model computes.
     devices.py    device and precision, autocast, the DDP process group, the peak FLOP/s for MFU
     speedups.py   CPU fast paths: the chunked lm_head + loss for training, row-block weights for decoding
     hf.py         Hugging Face interop: OpenAI's GPT-2 weights in, our checkpoints out
+    optim.py      Muon beside AdamW as one optimizer; AdamW's state sharded over processes (ZeRO-1)
     loss_eval.py  the loss over every token of a text: nats/token, nats/char, bits/byte, perplexity
+    hellaswag.py  HellaSwag's examples and their scoring, for eval.py and for train.py's runs
     plot.py       loss.png from a run's log.jsonl
     common.py     one-line errors for bad input, command-line parsing, atomic file writes
 

@@ -5,6 +5,7 @@ refused here.
 """
 
 import importlib
+import math
 import os
 
 from model import GPTConfig
@@ -37,7 +38,22 @@ def check_settings(s: dict):
              "gradient_accumulation_steps", "learning_rate", "eps")
     non_negative(s, "sample_interval", "vocab_size", "max_iters", "max_seconds", "weight_decay",
                  "grad_clip", "warmup_iters", "lr_decay_iters", "min_lr", "peak_flops", "seed")
-    fraction(s, "beta1", "beta2")
+    fraction(s, "beta1", "beta2", "muon_momentum")
+    non_negative(s, "muon_lr", "hellaswag_interval", "hellaswag_limit")
+    if s["optimizer"] not in ("adamw", "muon"):
+        raise ValueError(f"optimizer must be adamw or muon, got {s['optimizer']!r}")
+    if s["lr_schedule"] not in ("cosine", "wsd"):
+        raise ValueError(f"lr_schedule must be cosine or wsd, got {s['lr_schedule']!r}")
+    if not 0 < s["wsd_decay"] <= 1:
+        raise ValueError(f"wsd_decay must be in (0, 1], got {s['wsd_decay']!r}")
+    if s["zero_stage"] not in (0, 1):
+        raise ValueError(f"zero_stage must be 0 (off) or 1 (AdamW's state sharded), got "
+                         f"{s['zero_stage']!r}")
+    # ZeroRedundancyOptimizer shards one torch optimizer; fp16's loss scaler would unscale only
+    # this process's share of the gradients before clipping all of them
+    if s["zero_stage"] and (s["optimizer"] != "adamw" or s["dtype"] == "float16"):
+        raise ValueError("zero_stage=1 shards AdamW in bfloat16 or float32: it combines with "
+                         "neither optimizer=muon nor dtype=float16")
     # the processes under torchrun, each taking a share of the micro-steps
     world = int(os.environ.get("WORLD_SIZE", 1))
     if s["gradient_accumulation_steps"] % world:
@@ -60,3 +76,11 @@ def check_settings(s: dict):
             importlib.import_module("wandb")
         except ImportError:
             raise ValueError("wandb_log=True needs Weights & Biases: pip install wandb") from None
+
+
+def finite(loss: float, what: str, iter_num: int):
+    """A diverged run ends here, before it could save: its last good checkpoint stays as it was."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"{what} is {loss} at iteration {iter_num}: training diverged; the "
+                                 f"last good checkpoint is untouched. Lower learning_rate or raise "
+                                 f"warmup_iters, then rerun to resume from it")

@@ -93,10 +93,15 @@ def model_args(ck: dict) -> dict:
     return {**GPTConfig(gelu=gelu).to_dict(), **ck["model_args"]}
 
 
-def check_resume(ck: dict, path: str, given: dict, tokenizer) -> dict:
-    """The model_args to resume with, after checking them against the settings given and the data's
-    tokenizer."""
+def check_resume(ck: dict, path: str, given: dict, tokenizer, optimizer: str = "adamw") -> dict:
+    """The model_args to resume with, after checking them against the settings given, the
+    optimizer and the data's tokenizer."""
     args = model_args(ck)
+    # the saved optimizer state is one optimizer's: the other cannot carry it on
+    theirs = ck.get("config", {}).get("optimizer", "adamw")
+    if theirs != optimizer:
+        raise ValueError(f"{path} was trained with optimizer={theirs}, but optimizer={optimizer} "
+                         f"is set: set optimizer={theirs} to resume, or use another out_dir")
     for k in ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "gelu"):
         if k in given and given[k] != args[k]:
             raise ValueError(f"{path} was trained with {k}={args[k]}, but {k}={given[k]} was "

@@ -47,6 +47,10 @@ def one_line_errors():
         # torch.cuda.OutOfMemoryError, a RuntimeError, too: a smaller batch_size is the user's fix
         if issubclass(kind, user_errors) or "OutOfMemory" in kind.__name__:
             print(f"error: {error}", file=sys.stderr)
+        # torch's CPU allocator refuses a size beyond the machine's memory as a RuntimeError
+        elif "can't allocate memory" in str(error):
+            print(f"error: out of memory ({str(error).split('memory: ')[-1]}): use smaller "
+                  f"settings (batch_size, eval_iters, the model's size)", file=sys.stderr)
         elif not issubclass(kind, KeyboardInterrupt):
             sys.__excepthook__(kind, error, tb)
     sys.excepthook = hook

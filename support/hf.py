@@ -112,14 +112,34 @@ def load_weights(model, path: str) -> None:
                          f"{problems[0].strip()[:300]}") from None
 
 
+def char_tokenizer_files(tok) -> dict[str, str]:
+    """A character vocabulary as a `tokenizers` tokenizer.json: every character one token, with the
+    id the model was trained on (a WordLevel model over single characters); a character outside
+    the vocabulary is refused, as our CharTokenizer refuses it."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {c: i for i, c in enumerate(tok.chars)}
+    special = {} if tok.eot_token is None else dict(bos_token=EOT, eos_token=EOT)
+    if special:
+        vocab[EOT] = tok.eot_token
+    fast = Tokenizer(models.WordLevel(vocab))
+    # [\s\S]: any one character, newlines included
+    fast.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
+    fast.decoder = decoders.Fuse()
+    if special:
+        fast.add_special_tokens([AddedToken(EOT, special=True)])
+    config = dict(tokenizer_class="PreTrainedTokenizerFast", clean_up_tokenization_spaces=False,
+                  **special)
+    return {"tokenizer.json": fast.to_str(), "tokenizer_config.json": json.dumps(config, indent=2),
+            "special_tokens_map.json": json.dumps(special, indent=2)}
+
+
 def tokenizer_files(tok) -> dict[str, str]:
     """vocab.json + merges.txt (GPT-2 format) for our tokenizer, plus the files that make
-    AutoTokenizer pick GPT-2's tokenizer class with <|endoftext|> as bos/eos/unk."""
+    AutoTokenizer pick GPT-2's tokenizer class with <|endoftext|> as bos/eos/unk; a character
+    vocabulary as a tokenizer.json of single characters."""
     if tok.name == "char":
-        raise ValueError("a character vocabulary cannot be exported to Hugging Face: "
-                         "transformers' GPT-2 tokenizer is a byte-level BPE, whose first 256 ids "
-                         "are bytes, so it cannot give the characters the ids this model was "
-                         "trained on; export a model trained with --tokenizer=gpt2 or bpe")
+        return char_tokenizer_files(tok)
     if tok.name == "gpt2":
         # gpt2_files() gives (vocab.bpe, encoder.json): the merges, then the vocabulary
         try:

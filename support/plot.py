@@ -1,6 +1,7 @@
 """
 Plot a run's loss curves from its log.jsonl into out_dir/loss.png: train and val loss against iterations
-and tokens seen. train.py calls this at every evaluation when matplotlib is installed.
+and tokens seen, and HellaSwag's accuracy when the run scored it. train.py calls this at every evaluation
+when matplotlib is installed.
 """
 
 import json
@@ -84,6 +85,12 @@ def plot_log(out_dir: str, quiet: bool = False) -> str | None:
     ax.set(xlabel="iteration", ylabel="loss (nats per token)")
     ax.grid(alpha=0.3)
     ax.legend()
+    # HellaSwag (train.py's hellaswag_interval) is an accuracy: a scale of its own, on the right
+    scores = [(r["iter"], r["hellaswag"]) for r in rows if "hellaswag" in r]
+    if scores:
+        acc = ax.twinx()
+        acc.plot(*zip(*scores), "^:", ms=5, lw=1, color="tab:green")
+        acc.set_ylabel("HellaSwag acc_norm", color="tab:green")
     fig.tight_layout()
     path = os.path.join(out_dir, "loss.png")
     atomic_write(path, lambda f: fig.savefig(f, format="png"))

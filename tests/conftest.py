@@ -1,6 +1,7 @@
 """Shared helpers: run the scripts as a user would (subprocesses), and small prepared datasets."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,16 @@ def data_dir(tmp_path_factory, text_file) -> Path:
     out = tmp_path_factory.mktemp("data") / "corpus"
     run("data/prepare.py", f"--input={text_file}", f"--out_dir={out}")
     return out
+
+
+@pytest.fixture(autouse=True)
+def keep_signal_handlers():
+    """train.py run in this process installs its own Ctrl-C and SIGTERM handlers: each test leaves
+    the ones it found."""
+    found = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in found.items():
+        signal.signal(sig, handler)
 
 
 # -----------------------------------------------------------------------------------------------------

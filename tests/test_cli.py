@@ -39,6 +39,7 @@ def outcome(fn) -> str:
     """'ok', or the one-line error fn ended with (as the scripts print it); fails the test on
     anything else."""
     out, err = io.StringIO(), io.StringIO()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             fn()
@@ -51,9 +52,9 @@ def outcome(fn) -> str:
         assert "\n" not in str(e) and str(e), f"not one line: {e!r}"
         return f"error: {e}"
     finally:
-        # train.py installs its own handlers
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # train.py installs its own handlers: the ones found come back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return "ok"
 
 
@@ -108,7 +109,10 @@ def test_every_train_setting(name, tmp, bpe_data, monkeypatch):
         assert result == "ok" or not out.exists() or any(out.iterdir()), \
             f"--{name}={value!r}: empty {out} left"
 
+    found = [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)]
     check()
+    # the handlers that train.py installed in this process are gone
+    assert [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)] == found
 
 
 # Every range and type that train.py checks, with the message it gives. The dataset does not exist:
@@ -219,6 +223,34 @@ def test_every_flag(script, flag, tmp, monkeypatch):
         outcome(lambda: main([*args, f"--{flag}={value}"]))
 
     check()
+
+
+# Values the help text puts out of range, each refused in one line before a model is loaded;
+# every other argument makes a valid call
+OUT_OF_RANGE = [
+    *[("eval.py", [f"--{k}={v}"], "--batch_size, --block_size and --limit must be at least 1")
+      for k in ("batch_size", "block_size", "limit") for v in (0, -1)],
+    ("eval.py", ["--block_size=100000"], "--block_size=100000 is longer than the model's context"),
+    *[("sample.py", [f"--{k}={v}"], "need int from 1") for k in ("max_new_tokens", "num_samples")
+      for v in (0, -1)],
+    ("sample.py", ["--seed=-1"], "need int from 0"),
+    *[("sample.py", [f"--{k}={v}"], "need temperature >= 0 and repetition_penalty > 0")
+      for k, v in (("temperature", -1), ("temperature", "nan"), ("temperature", "inf"),
+                   ("repetition_penalty", 0), ("repetition_penalty", -1))],
+    ("sample.py", ["--top_k=-1"], "top_k must be a positive number of tokens"),
+    *[("sample.py", [f"--top_p={v}"], "top_p must be in (0, 1]") for v in (0, -0.5, 1.5, "nan")],
+]
+
+
+@pytest.mark.parametrize("script,args,message", OUT_OF_RANGE,
+                         ids=[f"{s} {' '.join(a)}" for s, a, _ in OUT_OF_RANGE])
+def test_out_of_range_values_are_refused(script, args, message, tmp, monkeypatch):
+    main, _, extra = FLAGS[script]
+    monkeypatch.chdir(tmp)
+    text = tmp / "text.txt"
+    text.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:3000])
+    result = outcome(lambda: main([*valid_call(script, tmp, text), *extra, *args]))
+    assert result.startswith("error: ") and message in result, result
 
 
 @pytest.mark.parametrize("module",

@@ -110,6 +110,9 @@ def test_bad_input_gives_one_line(tmp_path, data_dir):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"ctx": "a", "endings": ["b", "c", "d", "e"], "label": 0}\n'
                    '{"ctx": "a", "endings": ["b", "c"], "label": 0}\n')
+    # bytes 128-255, no NUL among them: mostly invalid UTF-8
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(bytes(range(128, 256)) * 100)
     # a checkpoint with a BPE tokenizer of its own, not the data's GPT-2
     fixture = "tests/fixtures/pre_redesign/ckpt.pt"
     for args, words in [
@@ -119,6 +122,7 @@ def test_bad_input_gives_one_line(tmp_path, data_dir):
              f"{fixture} was trained with a different tokenizer (bpe) than {data_dir} was prepared "
              f"with (gpt2)"),
             (["--input=missing.txt", "--batch_size=0"], "--batch_size, --block_size and --limit"),
+            ([f"--input={binary}"], f"{binary} is not text (it is mostly invalid UTF-8)"),
             (["--input=missing.txt", "--split=test"], "argument --split: invalid choice: 'test'")]:
         p = run("eval.py", *args, "--device=cpu", check=False)
         assert p.returncode == 1 and words in p.stderr and "Traceback" not in p.stderr, p.stderr
@@ -127,3 +131,37 @@ def test_bad_input_gives_one_line(tmp_path, data_dir):
     p = run([sys.executable, "-O", str(ROOT / "eval.py"), f"--hellaswag={bad}", "--device=cpu"],
             check=False)
     assert p.returncode == 1 and "line 2 is not a HellaSwag example" in p.stderr
+
+
+def test_padded_vocabulary_rows_never_enter_the_loss(tmp_path):
+    # a model of 320 rows for a tokenizer of 300 tokens, its 20 padded rows made the likeliest by
+    # far: eval.py's loss is the softmax over the 300 real tokens, computed here directly
+    from support import ckpt
+    from support.ckpt import load_for_inference
+
+    fixture = str(ROOT / "tests/fixtures/pre_redesign/ckpt.pt")
+    model, tok, _, _ = load_for_inference(fixture, "cpu")
+    assert (tok.n_vocab, model.config.vocab_size) == (300, 320)
+    text = sample_text(2000)
+    with torch.no_grad():
+        # the text's mean last hidden state, scaled to give the padded rows a logit of about 20
+        h = model.hidden_states(torch.tensor([tok.encode(text)[:32]]))[0].mean(0)
+        model.lm_head.weight[300:] = h * 20 / h.dot(h)
+    state = ckpt.load(fixture)
+    state["model"] = model.state_dict()
+    ckpt.save(state, str(tmp_path / "ckpt.pt"))
+    (tmp_path / "text.txt").write_text(text, encoding="utf-8")
+    got = measures(run("eval.py", f"--checkpoint={tmp_path}", f"--input={tmp_path / 'text.txt'}",
+                       "--device=cpu").stdout)
+    ids, block = torch.tensor(tok.encode(text)), model.config.block_size
+    nats = padded = 0.0
+    with torch.no_grad():
+        # consecutive windows of block + 1 tokens
+        for start in range(0, len(ids) - 1, block):
+            x = ids[None, start : start + block + 1]
+            logits, _ = model(x[:, :-1], x[:, 1:])
+            nats += F.cross_entropy(logits[0, :, :300], x[0, 1:], reduction="sum").item()
+            padded += F.cross_entropy(logits[0], x[0, 1:], reduction="sum").item()
+    assert got["nats/token"] == pytest.approx(nats / (len(ids) - 1), abs=1e-4)
+    # the padded rows would have taken most of the probability
+    assert padded > nats + len(ids)

@@ -318,7 +318,8 @@ def test_dead_rank_stops_the_job_and_rerun_resumes(bpe_data, tmp_path, env):
         if seg.proc.poll() is None:
             seg.proc.kill()
     print(f"rank 1 killed: the whole job stopped in {stopped:.1f}s (rc {rc})")
-    assert rc != 0 and stopped < 60 and not _alive(ranks[0])
+    # the whole job stops within seconds: 1.4 s here with the CPU loaded 6-fold, 5.7 s at worst
+    assert rc != 0 and stopped < 10 and not _alive(ranks[0])
     start = ckpt_iter(out)
     assert start is not None and start >= 2 * EVAL
     again = Segment(cmd, env)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY, run
+from conftest import ROOT, run
 
 from model import GPT, GPTConfig
 from support import speedups
@@ -232,11 +232,10 @@ def test_seed_reproducible():
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, data_dir):
-    out = tmp_path_factory.mktemp("sample_ckpt")
-    run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=4",
-        "--eval_interval=4", *TINY)
-    return out
+def ckpt():
+    """The committed checkpoint (read only): a trained model, whose greedy continuations differ
+    from prompt to prompt, so a row given another row's tokens shows."""
+    return ROOT / "checkpoint"
 
 
 def test_sample_script(ckpt):
@@ -295,6 +294,21 @@ def test_decode_row_blocks_any_thread_count():
     assert torch.equal(a_tok, b_tok) and (a_logits - b_logits).abs().max().item() < 1e-4
 
 
+# token lengths 1, 1, 1, 2, 2, 4 and 7: three batches of several rows
+PROMPTS = ["The", "First", "A", "ROMEO:", "My lord", "To be or not", "Hello, my good lord"]
+
+
+def alone(model, tok, prompts, n):
+    """Each prompt's greedy continuation, sampled on its own."""
+    from sample import generate_text
+
+    texts = [generate_text(model, tok, [p], n, temperature=0, stop_at_eot=False)[0]
+             for p in prompts]
+    # the prompts lead to different text: a row given another row's tokens shows
+    assert len({t[len(p):] for p, t in zip(prompts, texts)}) == len(prompts)
+    return texts
+
+
 def test_many_prompts_in_one_run_equal_each_alone(ckpt):
     # prompts of different lengths: rows of the same length run as one batch, and every row's
     # greedy tokens are those of its prompt sampled alone
@@ -302,32 +316,42 @@ def test_many_prompts_in_one_run_equal_each_alone(ckpt):
     from support.ckpt import load_for_inference
 
     model, tok, _, _ = load_for_inference(str(ckpt), "cpu")
-    prompts = ["The", "To be or not", "Hello, my good lord", "A", "The king"]
-    # some lengths repeat: real batches
-    assert len({len(tok.encode(p)) for p in prompts}) < len(prompts)
+    assert [len(tok.encode(p)) for p in PROMPTS] == [1, 1, 1, 2, 2, 4, 7]
     options = dict(temperature=0, stop_at_eot=False)
     with row_blocks(model, tok.n_vocab):
-        batch = generate_text(model, tok, prompts, 20, num_samples=2, **options)
-        alone = [generate_text(model, tok, [p], 20, **options)[0] for p in prompts]
-    assert batch == [t for t in alone for _ in range(2)]
+        batch = generate_text(model, tok, PROMPTS, 12, num_samples=2, **options)
+        each = alone(model, tok, PROMPTS, 12)
+    assert batch == [t for t in each for _ in range(2)]
 
 
 def test_sample_to_a_file_without_prompts_and_interactive(ckpt, tmp_path):
-    (tmp_path / "prompts.txt").write_text("The\n\nTo be or not\nHello\n")
+    (tmp_path / "prompts.txt").write_text("The\n\nTo be or not\nFirst\nROMEO:\nMy lord\nA\n")
     common = [f"--checkpoint={ckpt}", "-m", "8", "--temperature=0", "--no_stop"]
     p = run("sample.py", *common, f"--prompt_file={tmp_path / 'prompts.txt'}", "--prompts_per_line",
             f"--out={tmp_path / 's.jsonl'}", "--no_prompt")
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
-    assert [r["prompt"] for r in rows] == ["The", "To be or not", "Hello"] and p.stdout == ""
-    assert "wrote 3 sample(s)" in p.stderr
+    prompts = ["The", "To be or not", "First", "ROMEO:", "My lord", "A"]
+    assert [r["prompt"] for r in rows] == prompts and p.stdout == ""
+    assert "wrote 6 sample(s)" in p.stderr
     assert all(r["temperature"] == 0 and r["max_new_tokens"] == 8 for r in rows)
-    alone = run("sample.py", *common, "-p", "To be or not").stdout
+    # every row, batched with rows of its length, as its prompt alone gives it
+    from support.ckpt import load_for_inference
+
+    model, tok, _, _ = load_for_inference(str(ckpt), "cpu")
+    assert [p + r["text"] for p, r in zip(prompts, rows)] == alone(model, tok, prompts, 8)
+    one = run("sample.py", *common, "-p", "To be or not").stdout
     # --no_prompt: the new text only
-    assert alone == "To be or not" + rows[1]["text"] + "\n"
+    assert one == "To be or not" + rows[1]["text"] + "\n"
     # streamed too
     streamed = run("sample.py", *common, "-p", "To be or not", "--stream", "--no_prompt").stdout
     assert streamed == rows[1]["text"] + "\n"
-    run("sample.py", *common, "-p", "The", "-p", "Hello", f"--out={tmp_path / 's.txt'}")
+    # --out never replaces a file without --force
+    import sample
+
+    with pytest.raises(ValueError, match="s.jsonl exists already: add --force to replace it"):
+        sample.main([*common, "-p", "The", f"--out={tmp_path / 's.jsonl'}"])
+    (tmp_path / "s.txt").write_text("an older file\n")
+    run("sample.py", *common, "-p", "The", "-p", "Hello", f"--out={tmp_path / 's.txt'}", "--force")
     assert (tmp_path / "s.txt").read_text().count("-" * 40) == 1
     p = subprocess.run([sys.executable, str(ROOT / "sample.py"), *common, "-i"],
                        input="The\nTo be or not\n", capture_output=True, text=True, cwd=ROOT,
@@ -335,4 +359,4 @@ def test_sample_to_a_file_without_prompts_and_interactive(ckpt, tmp_path):
     # two prompts, then the end of the input
     assert p.returncode == 0 and p.stdout.count("> ") == 3
     # each continuation as sampling it alone gives it
-    assert rows[1]["text"] in p.stdout
+    assert f"> {rows[0]['text']}\n> {rows[1]['text']}\n> " in p.stdout

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import export
 from data.bpe import train_tokenizer
-from data.tokenizer import CharTokenizer, get_gpt2_tokenizer
+from data.tokenizer import get_gpt2_tokenizer
 from model import GPT, GPTConfig
 from support.speedups import row_blocks
 
@@ -190,15 +190,6 @@ def test_export_cli_refuses_to_overwrite(tmp_path):
         "tokenizer_config.json", "vocab.json"]
     # no temporary left behind
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".export")]
-
-
-def test_export_refuses_a_char_vocabulary(tmp_path):
-    # transformers' GPT-2 tokenizer cannot give characters their ids: one line, and nothing written
-    ours_checkpoint(tmp_path / "ckpt.pt", CharTokenizer("abc"), True, 64)
-    p = run("export.py", f"--checkpoint={tmp_path}", f"--out_dir={tmp_path / 'hf'}", check=False)
-    assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert p.stderr.startswith("error: a character vocabulary cannot be exported to Hugging Face")
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["ckpt.pt"]
 
 
 # --- bad input: one clear error naming the problem ---------------------------------------------

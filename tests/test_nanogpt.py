@@ -2,9 +2,9 @@
 (headerless train.bin / val.bin, meta.pkl) and its checkpoints, and its character-level
 Shakespeare."""
 
+import json
 import pickle
 import re
-import time
 
 import numpy as np
 import pytest
@@ -132,6 +132,46 @@ def test_nanogpt_configs_run_unchanged(name, nanogpt_data, hf_folder, tmp_path):
     assert "step 0: train loss" in p.stdout
 
 
+# a config file in nanoGPT's form, each key off its default: the run must use every one
+SMALL_CONFIG = """out_dir = 'out-small'
+n_layer = 3
+n_head = 2
+n_embd = 48
+block_size = 16
+batch_size = 3
+gradient_accumulation_steps = 2
+learning_rate = 2e-3
+min_lr = 2e-4
+warmup_iters = 2
+lr_decay_iters = 4
+max_iters = 100
+eval_interval = 4
+eval_iters = 2
+"""
+
+
+def test_a_config_files_keys_take_effect(bpe_data, tmp_path):
+    cfg = tmp_path / "small.py"
+    cfg.write_text(SMALL_CONFIG)
+    # the command line overrides the file (out_dir, max_iters)
+    p = run("train.py", cfg, f"--dataset={bpe_data}", f"--out_dir={tmp_path / 'o'}",
+            "--max_iters=4", "--device=cpu", "--compile=False", "--final_eval=False",
+            "--peak_flops=1e11")
+    state = ckpt.load(str(tmp_path / "o" / "ckpt.pt"))
+    assert {k: state["model_args"][k] for k in ("n_layer", "n_head", "n_embd", "block_size")} == \
+        dict(n_layer=3, n_head=2, n_embd=48, block_size=16)
+    assert state["model"]["transformer.h.2.mlp.c_fc.weight"].shape == (192, 48)
+    config = state["config"]
+    assert (config["batch_size"], config["learning_rate"], config["max_iters"]) == (3, 2e-3, 4)
+    assert "tokens per iteration: 96 (1 process(es) x 2 micro-steps x 3 sequences x 16 tokens)" \
+        in p.stdout
+    # warmup to 2e-3 over 2 steps, then the cosine down to min_lr at step 4
+    log = [json.loads(line) for line in (tmp_path / "o" / "log.jsonl").read_text().splitlines()]
+    lrs = [e["lr"] for e in log if "loss" in e]
+    assert lrs == pytest.approx([2e-3 / 3, 4e-3 / 3, 2e-3, 1.1e-3])
+    assert state["iter_num"] == 4
+
+
 def test_nanogpt_char_data_trains_and_reports_per_char(nanogpt_data, tmp_path):
     p = run("train.py", f"--dataset={nanogpt_data / 'data' / 'shakespeare_char'}",
             f"--out_dir={tmp_path / 'o'}", *SMALL, "--final_eval=True", "--max_iters=20",
@@ -148,12 +188,30 @@ def test_nanogpt_char_data_trains_and_reports_per_char(nanogpt_data, tmp_path):
     assert state["model_args"]["vocab_size"] == 64
 
 
+class Touch:
+    """Unpickled, this calls open(path, 'w'): the file appears if the global was loaded."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
 def test_nanogpt_meta_pkl_that_runs_code_is_refused(tmp_path):
     (tmp_path / "train.bin").write_bytes(b"\0\0" * 100)
     (tmp_path / "val.bin").write_bytes(b"\0\0" * 100)
-    (tmp_path / "meta.pkl").write_bytes(pickle.dumps({"itos": {0: time.sleep}}))
+    marker = tmp_path / "marker"
+    (tmp_path / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": 1, "itos": Touch(marker)}))
+    # the payload runs where an unpickler loads any global
+    with open(tmp_path / "meta.pkl", "rb") as f:
+        pickle.load(f)["itos"].close()
+    assert marker.exists()
+    marker.unlink()
     p = run("train.py", f"--dataset={tmp_path}", f"--out_dir={tmp_path / 'o'}", *SMALL, check=False)
+    assert not marker.exists()
     assert p.returncode == 1 and "refusing to load it" in p.stderr and "Traceback" not in p.stderr
+    assert "io.open, which is not plain data" in p.stderr
 
 
 def nanogpt_checkpoint(path, vocab_size, dataset, bias=False, compiled=True):

@@ -83,13 +83,13 @@ def test_openwebtext_route(tmp_path, monkeypatch):
     # The hub is unreachable here: stand in for datasets.load_dataset and check everything after it.
     calls = []
 
-    def load_dataset(name, split, streaming, revision=None):
-        calls.append((name, revision, split, streaming))
+    def load_dataset(name, config=None, split=None, streaming=False, revision=None):
+        calls.append((name, config, revision, split, streaming))
         return iter([{"text": f"Web page {i}."} for i in range(200)])
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     prepare(None, str(tmp_path / "owt"), val_fraction=0.05, progress=False)
-    assert calls == [("Skylion007/openwebtext", "refs/convert/parquet", "train", True)]
+    assert calls == [("Skylion007/openwebtext", None, "refs/convert/parquet", "train", True)]
     meta = read_meta(str(tmp_path / "owt"))
     assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] == 200
 

@@ -3,12 +3,14 @@
 keeps the trajectory that a checkpoint holds."""
 
 import contextlib
+import glob
 import json
 import os
-import random
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -28,24 +30,71 @@ def losses(out) -> dict[int, float]:
     return {e["iter"]: e["loss"] for e in log_of(out) if "loss" in e}
 
 
-def interrupt(cmd, after_line: str, delay: float,
-              signals=(signal.SIGINT,)) -> subprocess.CompletedProcess:
-    """Start a run, and once it prints a line starting with after_line, wait `delay` s and send the
-    signals."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith(after_line):
-            time.sleep(delay)
-            for sig in signals:
-                proc.send_signal(sig)
-                time.sleep(0.001)
-            break
-    lines += proc.stdout.readlines()
-    return subprocess.CompletedProcess(cmd, proc.wait(timeout=120), "".join(lines), "")
+class Job:
+    """A command started in a session of its own, its output read line by line as it comes. On
+    leaving the `with` block whatever is left of it is killed, torchrun's workers too (each runs in
+    a session of its own); a run that outlives `limit` seconds is killed as well, and fails."""
+
+    def __init__(self, cmd, limit=120):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.cmd, self.lines, self.workers, self.signalled = cmd, [], {}, 0.0
+        self.timer = threading.Timer(limit, self.kill)
+        self.timer.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        self.kill()
+
+    def wait_for(self, prefix: str) -> str:
+        """Read the output up to the first line that starts with prefix."""
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting with {prefix!r}:\n{''.join(self.lines)[-3000:]}")
+
+    def find_workers(self) -> dict[int, int]:
+        """torchrun's workers, rank -> pid (each in a session of its own)."""
+        pids = [int(pid) for f in glob.glob(f"/proc/{self.proc.pid}/task/*/children")
+                for pid in open(f).read().split()]
+        for pid in pids:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+            self.workers[int(env[b"RANK"])] = pid
+        return self.workers
+
+    def signal(self, *signals, pid=None):
+        """Send the signals (to the command, or to pid), one after the other."""
+        self.signalled = time.monotonic()
+        for sig in signals:
+            os.kill(pid or self.proc.pid, sig)
+
+    def finish(self) -> subprocess.CompletedProcess:
+        self.lines += self.proc.stdout.readlines()
+        code = self.proc.wait()
+        self.seconds = time.monotonic() - self.signalled
+        return subprocess.CompletedProcess(self.cmd, code, "".join(self.lines), "")
+
+    def kill(self):
+        for pid in (self.proc.pid, *self.workers.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def interrupt(cmd, after_line: str, signals=(signal.SIGINT,)) -> subprocess.CompletedProcess:
+    """Start a run, and once it prints a line starting with after_line, send it the signals."""
+    with Job(cmd) as job:
+        job.wait_for(after_line)
+        job.signal(*signals)
+        p = job.finish()
+    # within a few seconds, wherever the run was
+    assert job.seconds < 10, (job.seconds, p.stdout[-2000:])
+    return p
 
 
 def train(data, out, *args) -> list[str]:
@@ -56,17 +105,21 @@ def train(data, out, *args) -> list[str]:
 @pytest.mark.parametrize("signals",
                          [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)])
 def test_interrupt_saves_and_the_rerun_continues_bit_for_bit(bpe_data, tmp_path, signals):
-    run(train(bpe_data, tmp_path / "whole", "--max_iters=30", "--dropout=0.1"))
-    # any moment: within a step, between steps, during a log line
-    delay = random.uniform(0, 0.2)
-    p = interrupt(train(bpe_data, tmp_path / "cut", "--max_iters=30", "--dropout=0.1"), "iter 3:",
-                  delay, signals)
-    assert p.returncode == 130 and "interrupted at iteration" in p.stdout, (delay, p.stdout[-2000:])
+    # the run would go on for a million steps: it stops where the signal finds it, after step 3
+    # at the earliest, and both runs then end 3 steps later
+    args = ["--dropout=0.1"]
+    p = interrupt(train(bpe_data, tmp_path / "cut", "--max_iters=1000000", *args), "iter 3:",
+                  signals)
     # the only save: eval_interval=1000
     stopped = load_checkpoint(str(tmp_path / "cut" / "ckpt.pt"))["iter_num"]
-    assert 3 <= stopped < 30 and "saved checkpoint" in p.stdout
-    again = run(train(bpe_data, tmp_path / "cut", "--max_iters=30", "--dropout=0.1"))
+    assert p.returncode == 130 and stopped >= 3 and "saved checkpoint" in p.stdout
+    assert f"interrupted at iteration {stopped}: rerun the same command to continue from the " \
+           f"checkpoint of iteration {stopped}\n" in p.stdout, p.stdout[-2000:]
+    again = run(train(bpe_data, tmp_path / "cut", f"--max_iters={stopped + 3}", *args))
     assert "resuming from" in again.stdout and f"iter {stopped + 1}:" in again.stdout
+    # a given peak, 1 TFLOP/s, far above what this model reaches: its MFU is shown
+    assert "per process), mfu 0." in again.stdout
+    run(train(bpe_data, tmp_path / "whole", f"--max_iters={stopped + 3}", *args))
     # every step, bit for bit
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
 
@@ -75,19 +128,42 @@ def test_interrupt_keeps_the_best_checkpoint_when_only_the_best_is_saved(bpe_dat
     # always_save_checkpoint=False keeps the weights with the best val loss: Ctrl-C must not replace
     # them
     p = interrupt(train(bpe_data, tmp_path / "o", "--max_iters=1000", "--eval_interval=3",
-                        "--always_save_checkpoint=False"), "iter 4:", 0.0)
-    assert p.returncode == 130 and "continue from the last checkpoint" in p.stdout
+                        "--always_save_checkpoint=False"), "iter 4:")
     state = load_checkpoint(str(tmp_path / "o" / "ckpt.pt"))
-    assert state["iter_num"] % 3 == 0
+    assert p.returncode == 130 and state["iter_num"] % 3 == 0
     assert state["best_val_loss"] == min(e["val_loss"] for e in log_of(tmp_path / "o")
                                          if "val_loss" in e)
+    assert f"continue from the checkpoint of iteration {state['iter_num']}, kept as the best " \
+           f"(val loss {state['best_val_loss']:.4f})" in p.stdout
+
+
+@pytest.mark.parametrize("where", ["evaluation", "sample"])
+def test_interrupt_stops_an_evaluation_or_a_sample_at_once(bpe_data, tmp_path, where):
+    # the first evaluation (or sample) would take minutes; the run is in it once the line before
+    # it is out. An evaluation cut off is not logged. With always_save_checkpoint=False and no
+    # checkpoint yet, the weights so far are saved all the same, so that the rerun continues
+    out = tmp_path / "o"
+    if where == "evaluation":
+        p = interrupt(train(bpe_data, out, "--eval_iters=1000000"), "device:")
+        assert "interrupted at iteration 0: no step was finished, nothing is saved" in p.stdout
+        assert "step 0:" not in p.stdout and not (out / "ckpt.pt").exists()
+        assert not (out / "log.jsonl").exists()
+    else:
+        p = interrupt(train(bpe_data, out, "--sample_interval=1", "--sample_tokens=1000000",
+                            "--always_save_checkpoint=False"), "step 0:")
+        # the sample ends, the step after it too, and the run stops
+        assert "sample at step 0:" in p.stdout and "saved checkpoint" in p.stdout
+        assert "continue from the checkpoint of iteration 1\n" in p.stdout
+        assert load_checkpoint(str(out / "ckpt.pt"))["iter_num"] == 1
+    assert p.returncode == 130, p.stdout[-2000:]
 
 
 def test_time_budget_continues_its_clock_and_a_finished_run_stops(bpe_data, tmp_path):
     cmd = train(bpe_data, tmp_path / "o", "--max_iters=1000000", "--max_seconds=3",
                 "--warmup_iters=0")
-    p = interrupt(cmd, "iter 1:", 1.0)
+    p = interrupt(cmd, "iter 1:")
     assert p.returncode == 130
+    assert load_checkpoint(str(tmp_path / "o" / "ckpt.pt"))["train_seconds"] < 3
     before = log_of(tmp_path / "o")[-1]
     run(cmd)
     state = load_checkpoint(str(tmp_path / "o" / "ckpt.pt"))
@@ -118,15 +194,16 @@ def test_finetune_rerun_resumes_its_own_checkpoint(tmp_path, data_dir):
 
 
 def test_log_keeps_the_trajectory_of_the_checkpoint(bpe_data, tmp_path):
-    cmd = train(bpe_data, tmp_path / "o", "--max_iters=16", "--eval_interval=4")
-    # the last checkpoint is at 8: iterations 9-10 are lost
-    p = interrupt(cmd, "iter 10:", 0, [signal.SIGKILL])
+    cmd = train(bpe_data, tmp_path / "o", "--eval_interval=4")
+    # killed after iteration 10 at the earliest: the steps after the last checkpoint are lost
+    p = interrupt([*cmd, "--max_iters=1000000"], "iter 10:", [signal.SIGKILL])
     assert p.returncode == -signal.SIGKILL
-    run(cmd)
+    end = load_checkpoint(str(tmp_path / "o" / "ckpt.pt"))["iter_num"] + 8
+    run([*cmd, f"--max_iters={end}"])
     log = log_of(tmp_path / "o")
     # each once: the lost ones were dropped
-    assert [e["iter"] for e in log if "loss" in e] == list(range(1, 17))
-    assert [e["iter"] for e in log if "val_loss" in e] == [0, 4, 8, 12, 16]
+    assert [e["iter"] for e in log if "loss" in e] == list(range(1, end + 1))
+    assert [e["iter"] for e in log if "val_loss" in e] == list(range(0, end + 1, 4))
 
 
 def test_settings_come_from_this_call_only(bpe_data, tmp_path, monkeypatch):
@@ -138,8 +215,6 @@ def test_settings_come_from_this_call_only(bpe_data, tmp_path, monkeypatch):
         argv = train(bpe_data, tmp_path / out, "--max_iters=1", *extra)[1:]
         monkeypatch.setattr(sys, "argv", argv)
         runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     assert load_checkpoint(str(tmp_path / "a" / "ckpt.pt"))["model_args"]["n_layer"] == 3
     assert load_checkpoint(str(tmp_path / "b" / "ckpt.pt"))["model_args"]["n_layer"] == 2
 
@@ -161,32 +236,40 @@ def test_wandb_logs_offline_and_its_absence_is_one_line(bpe_data, tmp_path):
     assert not (tmp_path / "o2").exists()
 
 
-def test_ctrl_c_under_torchrun_saves_once_every_rank_agrees(bpe_data, tmp_path):
-    # Ctrl-C in a terminal reaches torchrun and its workers alike: every rank stops after the same
-    # step, rank 0 saves, and the rerun continues the single-process trajectory
-    run(train(bpe_data, tmp_path / "one", "--max_iters=16", "--gradient_accumulation_steps=2"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           *train(bpe_data, tmp_path / "two", "--max_iters=16",
-                  "--gradient_accumulation_steps=2")[1:]]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    out = []
-    for line in proc.stdout:
-        out.append(line)
-        if line.startswith("iter 3:"):
-            # the whole group, as a terminal's Ctrl-C does
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-    out += proc.stdout.readlines()
-    proc.wait(timeout=120)
-    with contextlib.suppress(ProcessLookupError):
-        # nothing of this job may outlive it
-        os.killpg(proc.pid, signal.SIGKILL)
+def torchrun(data, out, *args) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            *train(data, out, "--gradient_accumulation_steps=2", *args)[1:]]
+
+
+@pytest.mark.parametrize("who", ["every process", "rank 1 alone"])
+def test_ctrl_c_under_torchrun_saves_once_every_rank_agrees(bpe_data, tmp_path, who):
+    # Ctrl-C in a terminal reaches torchrun, which passes it on to its workers; a signal may also
+    # reach one worker alone. Every rank stops after the same step, rank 0 saves, every worker
+    # exits with 130 and none is left behind, and the rerun continues the single-process
+    # trajectory
+    with Job(torchrun(bpe_data, tmp_path / "two", "--max_iters=1000000")) as job:
+        job.wait_for("iter 3:")
+        workers = job.find_workers()
+        if who == "every process":
+            # the launcher's process group, as a terminal's Ctrl-C does
+            job.signal(signal.SIGINT, pid=-job.proc.pid)
+        else:
+            job.signal(signal.SIGINT, pid=workers[1])
+        p = job.finish()
+        alive = [pid for pid in workers.values() if os.path.exists(f"/proc/{pid}")]
+    assert sorted(workers) == [0, 1] and not alive, p.stdout[-3000:]
+    assert job.seconds < 15, (job.seconds, p.stdout[-3000:])
     stopped = load_checkpoint(str(tmp_path / "two" / "ckpt.pt"))["iter_num"]
-    text = "".join(out)
-    assert 3 <= stopped < 16 and text.count("interrupted at iteration") == 1, text[-2000:]
-    p = run(cmd)
+    assert stopped >= 3 and p.stdout.count("interrupted at iteration") == 1, p.stdout[-3000:]
+    if who == "rank 1 alone":
+        # torchrun lists each worker that exited with a status other than 0
+        codes = re.findall(r"rank\s*: (\d) \(local_rank.*\n\s*exitcode\s*: (-?\d+)", p.stdout)
+        assert sorted(codes) == [("0", "130"), ("1", "130")], p.stdout[-3000:]
+        return
+    assert "Sending process" in p.stdout and "closing signal SIGINT" in p.stdout
+    end = f"--max_iters={stopped + 2}"
+    p = run(torchrun(bpe_data, tmp_path / "two", end))
     assert "resuming from" in p.stdout and f"iter {stopped + 1}:" in p.stdout
+    run(train(bpe_data, tmp_path / "one", "--gradient_accumulation_steps=2", end))
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert one.keys() == two.keys() and all(abs(one[i] - two[i]) < 1e-5 for i in one)

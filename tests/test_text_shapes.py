@@ -79,8 +79,11 @@ def test_files_that_are_not_text_are_refused(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "program").write_bytes(rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes())
     (tmp_path / "utf16.txt").write_text("Hello, world\n" * 100, encoding="utf-16")
+    # no NUL byte in it: only the share of invalid UTF-8 tells
+    (tmp_path / "image.txt").write_bytes(rng.integers(1, 256, 300_000, dtype=np.uint8).tobytes())
     (tmp_path / "mostly_fine.txt").write_bytes(b"Real text with one bad byte \xff here.\n" * 100)
-    for name, why in (("program", "is not text"), ("utf16.txt", "NUL bytes")):
+    for name, why in (("program", "is not text"), ("utf16.txt", "NUL bytes"),
+                      ("image.txt", "mostly invalid UTF-8")):
         p = run("data/prepare.py", f"--input={tmp_path / name}", f"--out_dir={tmp_path / 'd'}",
                 check=False)
         assert p.returncode == 1 and why in p.stderr and name in p.stderr

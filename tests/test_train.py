@@ -31,7 +31,12 @@ def test_train_writes_outputs_and_loss_falls(tmp_path, data_dir):
 
 def test_resume_continues_the_same_trajectory(tmp_path, data_dir):
     common = [f"--dataset={data_dir}", "--eval_interval=4", "--dropout=0.1", *TINY]
-    run("train.py", f"--out_dir={tmp_path / 'a'}", "--max_iters=12", *common)
+    # a peak of 1 FLOP/s: an MFU of millions of percent, never shown
+    whole = run("train.py", f"--out_dir={tmp_path / 'a'}", "--max_iters=12", *common,
+                "--peak_flops=1")
+    assert "iter 12:" in whole.stdout and "mfu" not in whole.stdout
+    log = [json.loads(line) for line in open(tmp_path / "a" / "log.jsonl")]
+    assert all(r["mfu"] is None for r in log if "loss" in r)
     run("train.py", f"--out_dir={tmp_path / 'b'}", "--max_iters=6", *common)
     # the same command, longer
     p = run("train.py", f"--out_dir={tmp_path / 'b'}", "--max_iters=12", *common)
