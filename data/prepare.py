@@ -14,7 +14,7 @@ the files).
 A text that is one document (one file, no --split) is split like nanoGPT's shakespeare: its first
 1-val_fraction goes to train, the rest to val. Otherwise each document goes to val with probability
 val_fraction (seeded), and each split gets at least one. Documents are separated by <|endoftext|>.
-Text is read, tokenized (on --num_proc processes) and written in bounded batches: memory stays flat
+Text is read, tokenized (on --num_proc threads) and written in bounded batches: memory stays flat
 whatever the size.
 
 A prepare that stops (Ctrl-C, a lost connection, a full disk, kill -9) keeps its complete shards and
@@ -297,7 +297,7 @@ def main(argv=None):
     parser.add_argument("--val_fraction", type=float, default=None, help="fraction held out for "
                         "validation (default 0.1; 0.0005 for a Hugging Face dataset)")
     parser.add_argument("--num_proc", type=in_range(1, 1024), default=os.cpu_count() or 1,
-                        help="tokenizer processes (default: the number of CPUs)")
+                        help="tokenizer threads (default: the number of CPUs)")
     parser.add_argument("--seed", type=in_range(0, 2**32 - 1), default=1337,
                         help="seed of the train/val assignment (default 1337)")
     parser.add_argument("--shard_tokens", type=in_range(1, 2**40), default=shards.SHARD_TOKENS,
