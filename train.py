@@ -25,11 +25,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import configurator
-from data.shards import Batches, read_meta, windows
+from data.shards import Batches, read_meta
 from data.shards import data_dir as find_data_dir
 from data.tokenizer import check_fits, load_tokenizer
 from model import GPT, GPTConfig
-from support import checks, ckpt, devices, loss_eval, plot, speedups
+from support import checks, ckpt, devices, generation, loss_eval, plot, speedups
 from support import hellaswag as hellaswag_eval
 from support.common import one_line_errors
 from support.devices import device_type
@@ -118,7 +118,7 @@ ckpt_path, log_path = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "l
 # different dropout masks per process; DDP broadcasts rank 0's initial weights
 torch.manual_seed(seed + rank)
 ctx = devices.autocast(device, dtype)
-# Ctrl-C or SIGTERM: the loop saves a checkpoint after the step it is in, then stops
+# Ctrl-C or SIGTERM: the loop drops the step it is in (between micro-steps), saves, then stops
 interrupted = []
 for sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(sig, lambda *_: interrupted.append(True))
@@ -323,22 +323,6 @@ def log_json(**entry):
             wandb.log(entry, step=entry["iter"])
 
 
-@torch.no_grad()
-def sample_text() -> str:
-    """A short sample from the start of a document, with an RNG of its own so that training is
-    unaffected."""
-    with torch.random.fork_rng(devices=[]), ctx:
-        torch.manual_seed(seed)
-        raw_model.eval()
-        prompt = torch.tensor([[tokenizer.eot_token]], device=device)
-        # Ctrl-C ends the sample at the next token
-        out = raw_model.generate(prompt, sample_tokens, temperature=0.8, top_k=200,
-                                 vocab_limit=tokenizer.n_vocab,
-                                 stop_rows=lambda t: [bool(interrupted)] * len(t))
-        raw_model.train()
-    return tokenizer.decode(out[0, 1:].tolist())
-
-
 peak, peak_source = devices.device_peak_flops(device, dtype, given=peak_flops)
 log(f"device: {device}, {dtype}, peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
 # progress bars on a terminal, never in a log file
@@ -400,15 +384,25 @@ while True:
         log(f"step {iter_num}: hellaswag acc_norm {hs['acc_norm']:.4f} ({hs['right']}/{hs['n']})")
         log_json(iter=iter_num, hellaswag=hs["acc_norm"])
     if sample_interval and iter_num % sample_interval == 0 and master:
-        log(f"sample at step {iter_num}:\n{sample_text()}")
+        # Ctrl-C ends the sample at the next token
+        text = generation.training_sample(raw_model, tokenizer, sample_tokens, seed, ctx,
+                                          stop=lambda: bool(interrupted))
+        log(f"sample at step {iter_num}:\n{text}")
     if done:
         break
 
     # one optimizer step: each process takes its share of the global batch, loading it as it goes
     t_step = time.time()
+    # the random states before the step: an abandoned step gives back its batch and dropout masks
+    before_step = devices.random_states(sampler, False, 1, device_kind == "cuda")
     starts = train_data.draw(sampler, gradient_accumulation_steps * world)
     loss_sum = torch.zeros((), device=device)
+    abandoned = False
     for micro_step in range(gradient_accumulation_steps):
+        # Ctrl-C need not wait for a long step: every process abandons it at the same micro-step
+        if devices.any_process(bool(interrupted), ddp, device):
+            abandoned = True
+            break
         X, Y = train_data.get(starts[rank * gradient_accumulation_steps + micro_step])
         # DDP all-reduces the gradients on the last micro-step only
         last = micro_step == gradient_accumulation_steps - 1
@@ -418,6 +412,11 @@ while True:
             loss = loss / gradient_accumulation_steps
         scaler.scale(loss).backward()
         loss_sum += loss.detach()
+    if abandoned:
+        # as after the last finished step: no gradients, nothing drawn; the top of the loop saves
+        optimizer.zero_grad(set_to_none=True)
+        devices.set_random_states(before_step, sampler, 0, device_kind == "cuda")
+        continue
     if grad_clip != 0.0:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -455,26 +454,22 @@ while True:
 # The final report: the loss over every token of the val split, comparable across tokenizers
 # everything is saved: Ctrl-C or SIGTERM may now stop the report at once; a launcher's SIGTERM to
 # a rank that is stopping already changes nothing
-signal.signal(signal.SIGINT, signal.default_int_handler)
-signal.signal(signal.SIGTERM, signal.SIG_IGN if stop else signal.default_int_handler)
-if final_eval and not eval_only and not stop and master:
-    split, t0 = meta["splits"]["val"], time.time()
-    try:
-        nats, count = loss_eval.total_loss(raw_model, windows(val_data.shards, block_size,
-                                                              batch_size),
-                                           tokenizer.n_vocab, device, ctx, desc="final eval")
-    except KeyboardInterrupt:
-        stop = True
+report = None
+try:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if stop else signal.default_int_handler)
+    if final_eval and not eval_only and not stop and master:
+        report = loss_eval.final_report(raw_model, val_data.shards, meta["splits"]["val"],
+                                        block_size, batch_size, tokenizer.n_vocab, device, ctx)
+        log_json(iter=iter_num, final_val_loss=report["nats_per_token"],
+                 val_nats_per_char=report["nats_per_char"],
+                 val_bits_per_byte=report["bits_per_byte"])
+        plot.plot_log(out_dir, quiet=True)
+except KeyboardInterrupt:
+    stop = True
+    if report is None:
         log(f"interrupted: the final report is left out; the checkpoint is saved, and eval.py "
             f"--checkpoint={out_dir} --input={data_path} computes it")
-if final_eval and not eval_only and not stop and master:
-    r = loss_eval.report(nats, count, split["chars"], split["bytes"])
-    log(f"final val over all {count:,} tokens: {r['nats_per_token']:.4f} nats/token, "
-        f"{r['nats_per_char']:.4f} nats/char, {r['bits_per_byte']:.4f} bits/byte "
-        f"({time.time() - t0:.0f} s)")
-    log_json(iter=iter_num, final_val_loss=r["nats_per_token"],
-             val_nats_per_char=r["nats_per_char"], val_bits_per_byte=r["bits_per_byte"])
-    plot.plot_log(out_dir, quiet=True)
 # the DDP wrapper holds the process group: both go now, not as Python exits (where gloo can abort)
 if ddp:
     del model

@@ -15,6 +15,7 @@ choices: exact GELU, the plain loss, AdamW's default per-tensor loop).
 """
 
 import os
+import random
 import re
 import resource
 import sys
@@ -86,9 +87,12 @@ def step(model, optimizer, scaler, ctx, next_batch) -> float:
 def timed_runs(variants: dict, sync) -> dict:
     """Each variant's steps, alternating, so that a busy moment slows all alike: (seconds, minor page faults,
     system seconds) per step. Page faults and system time show the cost of fresh big buffers."""
-    stats = {name: [] for name in variants}
-    for _ in range(steps):
-        for name, run in variants.items():
+    stats, names = {name: [] for name in variants}, list(variants)
+    for i in range(steps):
+        # a shuffled order each round, so that no variant mostly comes right after the same one (on
+        # a busy CPU a step slows the one that follows it)
+        for name in random.Random(i).sample(names, len(names)):
+            run = variants[name]
             r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             run()
             sync()

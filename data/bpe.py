@@ -8,7 +8,8 @@ shards, where --tokenizer=data/NAME finds it again for another text.
 import json
 from collections.abc import Iterable
 
-from data.tokenizer import EOT, Tokenizer, bpe_tokenizer, bytes_to_unicode, save_tokenizer
+from data.tokenizer import EOT, Tokenizer, load_tokenizer
+from data.tokenizer_files import bytes_to_unicode, save_tokenizer
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str | None = None,
@@ -57,14 +58,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str |
     # token) and is dropped.
     trained = json.loads(hf.to_str())["model"]["merges"]
     merges = [m.split(" ") if isinstance(m, str) else m for m in trained]
-    vocab, kept = {c: i for i, c in enumerate(bytes_to_unicode().values())}, []
+    vocab, kept = {c: i for i, c in enumerate(bytes_to_unicode().values())}, ["#version: 0.2\n"]
     for a, b in merges:
         if a + b not in vocab:
             vocab[a + b] = len(vocab)
             kept.append(f"{a} {b}\n")
     vocab[EOT] = len(vocab)
-    tok = bpe_tokenizer(json.dumps(vocab, ensure_ascii=False), "#version: 0.2\n" + "".join(kept),
-                        "trained BPE")
+    tok = load_tokenizer(dict(name="bpe", vocab=json.dumps(vocab, ensure_ascii=False),
+                              merges="".join(kept)), "trained BPE")
     if out_dir is not None:
         save_tokenizer(tok, out_dir)
     return tok

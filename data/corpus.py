@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+import numpy as np
+
 from data.bpe import train_tokenizer
 from data.tokenizer import GPT2_NAMES, CharTokenizer, load_tokenizer
 
@@ -221,6 +223,30 @@ def documents(files: list[str] | None, split: str | None, column: str,
             yield from ((d,) for d in read_split_documents(path, split))
         else:
             yield tuple(text for _, text in read_txt_document(path))
+
+
+def pieces_by_split(files: list[str] | None, split: str | None, val_fraction: float, seed: int,
+                    column: str, hub: tuple | None = None) -> Iterator[tuple[str, str, bool]]:
+    """Every piece of every document with the split it goes to, (split, text, starts_document), in
+    a fixed order for a given seed: data/prepare.py's docstring says how documents are split."""
+    if files is not None and len(files) == 1 and split is None and not files[0].endswith(TABLES):
+        # one document: nanoGPT's split, the last val_fraction is val
+        last = None
+        for part, text in read_txt_document(files[0], cut_fraction=1 - val_fraction):
+            # each split's first piece starts its document
+            yield part, text, part != last
+            last = part
+        return
+    rng, pending, seen = np.random.default_rng(seed), None, set()
+    for doc in itertools.chain(documents(files, split, column, hub), [None]):
+        # routed one behind, so that the last document can fill a split still empty
+        if pending is not None:
+            where = "val" if rng.random() < val_fraction else "train"
+            if doc is None and {"train", "val"} - seen:
+                where = "val" if "val" not in seen else "train"
+            seen.add(where)
+            yield from ((where, t, i == 0) for i, t in enumerate(pending))
+        pending = doc
 
 
 def batches(pieces, size: int) -> Iterator[list]:

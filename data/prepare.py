@@ -23,83 +23,20 @@ run writes. Another command over that half-finished folder is refused; over a fi
 command has nothing to do, and another prepares it anew.
 """
 
-import contextlib
 import itertools
 import json
 import os
-import re
-import shutil
 import signal
 import sys
 import time
 
-import numpy as np
-
 # the repository's root, for `python data/prepare.py` run as a script
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data import corpus, shards
-from data.shards import DATA_ROOT, VERSION, ShardWriter
-from data.tokenizer import load_tokenizer, save_tokenizer
+from data.tokenizer import load_tokenizer
+from data.tokenizer_files import save_tokenizer
 from support.common import ArgumentParser, atomic_write, check_writable, in_range, one_line_errors
-
-PROGRESS = "progress.json"  # in a folder being prepared: what is done, to continue from
-
-
-def iter_documents(files: list[str] | None, split: str | None, val_fraction: float, seed: int,
-                   column: str, hub: tuple | None = None):
-    """Yield (split, text, starts_document) pieces, in a fixed order for a given seed."""
-    if files is not None and len(files) == 1 and split is None and \
-            not files[0].endswith(corpus.TABLES):
-        # one document: nanoGPT's split, the last val_fraction is val
-        last = None
-        for part, text in corpus.read_txt_document(files[0], cut_fraction=1 - val_fraction):
-            # each split's first piece starts its document
-            yield part, text, part != last
-            last = part
-        return
-    rng, pending, seen = np.random.default_rng(seed), None, set()
-    for doc in itertools.chain(corpus.documents(files, split, column, hub), [None]):
-        # routed one behind, so that the last document can fill a split still empty
-        if pending is not None:
-            where = "val" if rng.random() < val_fraction else "train"
-            if doc is None and {"train", "val"} - seen:
-                where = "val" if "val" not in seen else "train"
-            seen.add(where)
-            yield from ((where, t, i == 0) for i, t in enumerate(pending))
-        pending = doc
-
-
-def the_job(files, hub, **args) -> dict:
-    """What makes the shards what they are: the arguments and the input (each file's size and
-    time), as JSON gives it back. Another job is refused over a half-finished folder."""
-    source = [[os.path.abspath(f), os.path.getsize(f), os.stat(f).st_mtime_ns] for f in files] \
-        if files else list(hub)
-    return json.loads(json.dumps(dict(source=source, **args)))
-
-
-def read_json(path: str):
-    """A JSON file's contents; None if it is unreadable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def read_state(out_dir: str, job: dict) -> dict | None:
-    """A half-finished prepare's progress, if out_dir holds one of this same job."""
-    path = os.path.join(out_dir, PROGRESS)
-    if not os.path.isfile(path):
-        return None
-    state = read_json(path)
-    if not isinstance(state, dict) or not isinstance(state.get("job"), dict):
-        raise ValueError(f"{path} is unreadable: delete {out_dir} and prepare it again")
-    if state["job"] != job:
-        what = next(k for k in job if job[k] != state["job"].get(k))
-        raise ValueError(f"{out_dir} holds a half-finished prepare with another {what} "
-                         f"({state['job'].get(what)}): rerun that command to finish it, or delete "
-                         f"the folder or choose another --out_dir")
-    return state
+from support.prepare_progress import PROGRESS, Progress, read_json, read_state, stopped, the_job
 
 
 def prepare(files: list[str] | None, out_dir: str, tokenizer_name: str = "gpt2",
@@ -123,7 +60,7 @@ def prepare(files: list[str] | None, out_dir: str, tokenizer_name: str = "gpt2",
         print(f"{out_dir} is already prepared from this input with these arguments: nothing to do")
         return meta
     t0, created = time.time(), not os.path.exists(out_dir)
-    docs = lambda: iter_documents(files, split, val_fraction, seed, column, hub)
+    docs = lambda: corpus.pieces_by_split(files, split, val_fraction, seed, column, hub)
     run = None
     try:
         if state:
@@ -148,18 +85,9 @@ def prepare(files: list[str] | None, out_dir: str, tokenizer_name: str = "gpt2",
     return meta
 
 
-class Run:
-    """Both splits' shard writers and the counts so far; checkpoint() records them in
-    progress.json each time a shard is complete, and a Run made from that record continues."""
-
-    def __init__(self, out_dir: str, tok, job: dict, state: dict | None):
-        self.out_dir, self.tok, self.job = out_dir, tok, job
-        self.pieces = state["pieces"] if state else 0
-        self.stats = state["stats"] if state else {
-            s: dict(shards=[], tokens=0, documents=0, chars=0, bytes=0, replaced=0)
-            for s in ("train", "val")}
-        self.writers = {s: ShardWriter(out_dir, s, tok.n_vocab, job["shard_tokens"],
-                                       state and state["writers"][s]) for s in self.stats}
+class Run(Progress):
+    """Encodes the documents into both splits' shards and counts them; Progress
+    (support/prepare_progress.py) records where it is each time a shard is complete."""
 
     def tokenize(self, docs, num_proc: int, total: int | None, progress: bool) -> dict:
         """Encode the pieces not yet written (the ones before are read again, not encoded)."""
@@ -181,7 +109,7 @@ class Run:
             if any(w.pending for w in self.writers.values()):
                 self.checkpoint()
         bar.close()
-        return dict(format="gpt-shards", version=VERSION, tokenizer=self.tok.name,
+        return dict(format="gpt-shards", version=shards.VERSION, tokenizer=self.tok.name,
                     vocab_size=self.tok.n_vocab, eot_token=self.tok.eot_token,
                     dtype=self.writers["train"].dtype.name, splits=self.stats,
                     **({"chars": self.tok.chars} if self.tok.name == "char" else {}))
@@ -203,20 +131,8 @@ class Run:
         st["replaced"] += text.count("\ufffd")
         return nbytes
 
-    def checkpoint(self):
-        state = dict(job=self.job, tokenizer=self.tok.to_dict(), pieces=self.pieces,
-                     stats=self.stats, writers={s: w.state() for s, w in self.writers.items()})
-        atomic_write(os.path.join(self.out_dir, PROGRESS), lambda f: json.dump(state, f),
-                     text=True)
-        # a finished prepare of other arguments was here: its shards are being replaced
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(self.out_dir, "meta.json"))
-        for w in self.writers.values():
-            w.publish()
-
     def finish(self, meta: dict):
-        """Seal the last shards, write meta.json, and clear what only a half-finished folder
-        needs."""
+        """Seal the last shards and write meta.json."""
         for part, w in self.writers.items():
             self.stats[part]["shards"] = w.close()
             if self.stats[part]["tokens"] == 0:
@@ -227,37 +143,7 @@ class Run:
         meta["job"] = self.job
         atomic_write(os.path.join(self.out_dir, "meta.json"),
                      lambda f: json.dump(meta, f, indent=1), text=True)
-        keep = {n for st in self.stats.values() for n in st["shards"]}
-        for name in os.listdir(self.out_dir):
-            # shards of an earlier, bigger prepare of this folder, and leftovers of a stopped one
-            if re.fullmatch(r"(train|val)_\d+\.bin(\.tmp)?", name) and name not in keep or \
-                    name == PROGRESS:
-                os.remove(os.path.join(self.out_dir, name))
-
-
-def stopped(out_dir: str, created: bool, run: Run | None, error: BaseException):
-    """After an error or an interrupt: keep the complete shards that a rerun continues from, and
-    say so; else leave no folder behind (an existing one keeps what it had)."""
-    for w in run.writers.values() if run else []:
-        w.abandon()
-    path = os.path.join(out_dir, PROGRESS)
-    interrupted = isinstance(error, KeyboardInterrupt)
-    if os.path.isfile(path):
-        kept = read_json(path)
-        n = sum(len(w["shards"]) for w in kept["writers"].values())
-        mb = sum(st["bytes"] for st in kept["stats"].values()) / 1e6
-        print(f"{'stopped' if interrupted else 'note'}: {out_dir} keeps {n} complete shard(s), "
-              f"from the first {mb:,.1f} MB of text; run the same command again to continue from "
-              f"there", file=sys.stderr)
-        return
-    if interrupted:
-        print("stopped before the first shard was complete: nothing was kept", file=sys.stderr)
-    if created:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    elif os.path.isdir(out_dir):
-        for name in os.listdir(out_dir):
-            if name.endswith(".bin.tmp"):
-                os.remove(os.path.join(out_dir, name))
+        self.clean_up()
 
 
 def report(meta: dict):
@@ -319,7 +205,7 @@ def main(argv=None):
     # a SIGTERM stops like Ctrl-C: the complete shards are kept, and said
     before = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        prepare(files, args.out_dir or os.path.join(DATA_ROOT, name), args.tokenizer,
+        prepare(files, args.out_dir or os.path.join(shards.DATA_ROOT, name), args.tokenizer,
                 args.vocab_size, args.split, val_fraction, args.seed, args.num_proc,
                 progress=sys.stderr.isatty(), column=args.column, hub=None if files else hub,
                 shard_tokens=args.shard_tokens)

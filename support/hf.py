@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from data.tokenizer import EOT, GPT2_NAMES, gpt2_files
+from data.tokenizer import EOT, GPT2_NAMES
+from data.tokenizer_files import gpt2_files
 
 # OpenAI's sizes, on the hub as openai-community/<name>
 PRETRAINED = GPT2_NAMES

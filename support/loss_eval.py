@@ -6,11 +6,12 @@ and bits per byte, which let models with different tokenizers be compared.
 
 import math
 import sys
+import time
 
 import torch
 from tqdm import tqdm
 
-from data.shards import to_device
+from data.shards import to_device, windows
 
 
 @torch.no_grad()
@@ -47,3 +48,19 @@ def report(nats: float, count: int, chars: int, n_bytes: int) -> dict:
     return dict(nats_per_token=nats / count, nats_per_char=nats / chars,
                 bits_per_byte=nats / n_bytes / math.log(2),
                 perplexity=math.exp(min(nats / count, 700)))
+
+
+def final_report(model, shards, split: dict, block_size: int, batch_size: int, n_vocab: int,
+                 device: str, ctx) -> dict:
+    """train.py's last lines: the loss over every token of the val split (its shards, in windows
+    of the model's context), printed in the four measures and returned."""
+    t0 = time.time()
+    # Ctrl-C may come as soon as this line is out: train.py leaves the report out then
+    print(f"final report: the loss over all {split['tokens']:,} val tokens...")
+    nats, count = total_loss(model, windows(shards, block_size, batch_size), n_vocab, device, ctx,
+                             desc="final eval")
+    r = report(nats, count, split["chars"], split["bytes"])
+    print(f"final val over all {count:,} tokens: {r['nats_per_token']:.4f} nats/token, "
+          f"{r['nats_per_char']:.4f} nats/char, {r['bits_per_byte']:.4f} bits/byte "
+          f"({time.time() - t0:.0f} s)")
+    return r

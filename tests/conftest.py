@@ -1,5 +1,6 @@
 """Shared helpers: run the scripts as a user would (subprocesses), and small prepared datasets."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -58,6 +59,34 @@ def data_dir(tmp_path_factory, text_file) -> Path:
     out = tmp_path_factory.mktemp("data") / "corpus"
     run("data/prepare.py", f"--input={text_file}", f"--out_dir={out}")
     return out
+
+
+@contextlib.contextmanager
+def script_in_this_process():
+    """Around a script run in this process (runpy, or its main()): the Ctrl-C and SIGTERM handlers
+    that it installs give way to the ones found, and a Ctrl-C that reached it (train.py's handler
+    turns one into a checkpoint and exit status 130) is raised again as KeyboardInterrupt once it
+    returns, so that Ctrl-C stops pytest too instead of failing one test."""
+    found = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # the interpreter writes the number of each signal it receives to this pipe, whatever handles it
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    before = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(before)
+        for sig, handler in found.items():
+            signal.signal(sig, handler)
+        received = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read, 4096):
+                received += chunk
+        os.close(read)
+        os.close(write)
+        if signal.SIGINT in received:
+            raise KeyboardInterrupt
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ import signal
 import sys
 
 import pytest
-from conftest import ROOT, SHAKESPEARE, run
+from conftest import ROOT, SHAKESPEARE, run, script_in_this_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,22 +39,20 @@ def outcome(fn) -> str:
     """'ok', or the one-line error fn ended with (as the scripts print it); fails the test on
     anything else."""
     out, err = io.StringIO(), io.StringIO()
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            fn()
-    except SystemExit as e:
-        if e.code not in (0, None):
-            lines = [line for line in err.getvalue().splitlines() if line.startswith("error: ")]
-            assert e.code == 1 and len(lines) == 1, (e.code, err.getvalue()[-2000:])
-            return lines[0]
-    except USER_ERRORS as e:
-        assert "\n" not in str(e) and str(e), f"not one line: {e!r}"
-        return f"error: {e}"
-    finally:
-        # train.py installs its own handlers: the ones found come back
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    # train.py installs its own handlers: the ones found come back, and Ctrl-C stops pytest
+    with script_in_this_process():
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                fn()
+        except SystemExit as e:
+            if e.code not in (0, None):
+                lines = [line for line in err.getvalue().splitlines()
+                         if line.startswith("error: ")]
+                assert e.code == 1 and len(lines) == 1, (e.code, err.getvalue()[-2000:])
+                return lines[0]
+        except USER_ERRORS as e:
+            assert "\n" not in str(e) and str(e), f"not one line: {e!r}"
+            return f"error: {e}"
     return "ok"
 
 

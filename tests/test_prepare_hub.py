@@ -12,7 +12,7 @@ import sys
 import pytest
 from conftest import ROOT, SHAKESPEARE
 
-from data import corpus, shards
+from data import corpus, shard_writer, shards
 from data import prepare as prep
 
 DOCS = [f"Document {i}: caf\u00e9 \u4e2d\u6587.\n\nSecond paragraph {i * 7}." for i in range(40)]
@@ -80,11 +80,12 @@ def test_a_stopped_prepare_continues_without_encoding_again(tmp_path, monkeypatc
     assert len(encoded) == len(DOCS) * 3 - state["pieces"] and state["pieces"] > 0
     assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "ref")
     # stopped after progress.json recorded a shard, before its file was renamed
-    publish = shards.ShardWriter.publish
-    monkeypatch.setattr(shards.ShardWriter, "publish", lambda self: exec("raise KeyboardInterrupt"))
+    publish = shard_writer.ShardWriter.publish
+    monkeypatch.setattr(shard_writer.ShardWriter, "publish",
+                        lambda self: exec("raise KeyboardInterrupt"))
     with pytest.raises(KeyboardInterrupt):
         prep.prepare(None, str(tmp_path / "out2"), **args)
-    monkeypatch.setattr(shards.ShardWriter, "publish", publish)
+    monkeypatch.setattr(shard_writer.ShardWriter, "publish", publish)
     prep.prepare(None, str(tmp_path / "out2"), **args)
     assert folder_bytes(tmp_path / "out2") == folder_bytes(tmp_path / "ref")
 
@@ -146,7 +147,7 @@ def test_hostile_rows_and_datasets(tmp_path):
 
 def test_a_full_disk_part_way_keeps_the_complete_shards(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shards, "SHARD_TOKENS", 300)
-    real, seen = shards.ShardWriter._seal, []
+    real, seen = shard_writer.ShardWriter._seal, []
 
     def full_disk(self):
         seen.append(1)
@@ -154,7 +155,7 @@ def test_a_full_disk_part_way_keeps_the_complete_shards(tmp_path, monkeypatch, c
             raise OSError(errno.ENOSPC, "No space left on device")
         real(self)
 
-    monkeypatch.setattr(shards.ShardWriter, "_seal", full_disk)
+    monkeypatch.setattr(shard_writer.ShardWriter, "_seal", full_disk)
     folder = hub_folder(tmp_path, DOCS * 3)
     with pytest.raises(OSError, match=r"cannot write .*_\d{3}\.bin\.tmp: No space left"):
         prep.prepare(None, str(tmp_path / "o"), hub=(folder, None, "train"), val_fraction=0.2,

@@ -28,7 +28,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, sample_text
+from conftest import ROOT, sample_text, script_in_this_process
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -144,10 +144,11 @@ def in_process(call, seconds: float = WATCHDOG_S) -> tuple[str, str, str]:
     escapes printed by the scripts' own hook (one_line_errors), or 'running' if the watchdog
     stopped it."""
     out, err = io.StringIO(), io.StringIO()
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     hook, status = sys.excepthook, "exit 0"
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        # the script's signal handlers go when it returns, and a Ctrl-C that it caught stops pytest
+        with script_in_this_process(), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
             try:
                 with watchdog(seconds):
                     call()
@@ -162,8 +163,6 @@ def in_process(call, seconds: float = WATCHDOG_S) -> tuple[str, str, str]:
                 status = "exit 1"
     finally:
         sys.excepthook = hook
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
     return status, out.getvalue(), err.getvalue()
 
 

@@ -14,7 +14,8 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, TINY, run
+import torch
+from conftest import ROOT, SHAKESPEARE, TINY, run, script_in_this_process
 
 from support.ckpt import load as load_checkpoint
 
@@ -35,8 +36,8 @@ class Job:
     leaving the `with` block whatever is left of it is killed, torchrun's workers too (each runs in
     a session of its own); a run that outlives `limit` seconds is killed as well, and fails."""
 
-    def __init__(self, cmd, limit=120):
-        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    def __init__(self, cmd, limit=120, env=None):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.cmd, self.lines, self.workers, self.signalled = cmd, [], {}, 0.0
@@ -106,8 +107,9 @@ def train(data, out, *args) -> list[str]:
                          [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)])
 def test_interrupt_saves_and_the_rerun_continues_bit_for_bit(bpe_data, tmp_path, signals):
     # the run would go on for a million steps: it stops where the signal finds it, after step 3
-    # at the earliest, and both runs then end 3 steps later
-    args = ["--dropout=0.1"]
+    # at the earliest, and both runs then end 3 steps later. With always_save_checkpoint=False and
+    # no checkpoint yet, the weights so far are saved all the same, so that the rerun continues
+    args = ["--dropout=0.1", "--always_save_checkpoint=False"]
     p = interrupt(train(bpe_data, tmp_path / "cut", "--max_iters=1000000", *args), "iter 3:",
                   signals)
     # the only save: eval_interval=1000
@@ -122,6 +124,59 @@ def test_interrupt_saves_and_the_rerun_continues_bit_for_bit(bpe_data, tmp_path,
     run(train(bpe_data, tmp_path / "whole", f"--max_iters={stopped + 3}", *args))
     # every step, bit for bit
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+
+
+def step_ms(stdout: str, it: int) -> float:
+    return float(re.search(rf"^iter {it}: .*?, ([\d.]+)ms,", stdout, re.M).group(1))
+
+
+def test_ctrl_c_abandons_a_long_step_and_the_rerun_continues_bit_for_bit(bpe_data, tmp_path):
+    # 800 micro-steps make a step take seconds. After the sample at step 1 the run checks for
+    # Ctrl-C only in the next step: stopped there, long before that step would end, it drops the
+    # step (the batch and dropout masks drawn too), saves step 1's state, and the rerun gives the
+    # uninterrupted run's numbers
+    args = ["--gradient_accumulation_steps=800", "--dropout=0.1", "--sample_interval=1",
+            "--sample_tokens=4"]
+    with Job(train(bpe_data, tmp_path / "cut", "--max_iters=1000000", *args)) as job:
+        job.wait_for("sample at step 1:")
+        job.signal(signal.SIGINT)
+        p = job.finish()
+    assert p.returncode == 130 and "iter 2:" not in p.stdout, p.stdout[-2000:]
+    assert job.seconds < step_ms(p.stdout, 1) / 1000 / 2, (job.seconds, p.stdout[-2000:])
+    assert "interrupted at iteration 1: rerun the same command to continue from the checkpoint " \
+           "of iteration 1\n" in p.stdout, p.stdout[-2000:]
+    assert load_checkpoint(str(tmp_path / "cut" / "ckpt.pt"))["iter_num"] == 1
+    run(train(bpe_data, tmp_path / "cut", "--max_iters=2", *args))
+    run(train(bpe_data, tmp_path / "whole", "--max_iters=2", *args))
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+    cut, whole = (load_checkpoint(str(tmp_path / d / "ckpt.pt"))["model"] for d in ("cut", "whole"))
+    assert all(torch.equal(cut[k], whole[k]) for k in whole)
+
+
+@pytest.fixture(scope="module")
+def long_val(tmp_path_factory):
+    """A 320-token BPE dataset whose val split is 90% of three copies of tinyshakespeare (millions
+    of tokens): the final report of a tiny model takes a while."""
+    from data.prepare import prepare
+
+    src = tmp_path_factory.mktemp("long_val") / "corpus.txt"
+    src.write_text(SHAKESPEARE.read_text(encoding="utf-8") * 3, encoding="utf-8")
+    prepare([str(src)], str(src.parent / "data"), "bpe", 320, val_fraction=0.9, num_proc=1,
+            progress=False)
+    return src.parent / "data"
+
+
+def test_ctrl_c_during_the_final_report_leaves_it_out(long_val, tmp_path):
+    # the report starts once the last step is saved; Ctrl-C stops it at once, says so, and leaves
+    # the checkpoint as it was
+    out = tmp_path / "o"
+    p = interrupt(train(long_val, out, "--max_iters=2", "--final_eval=True"), "final report:")
+    assert p.returncode == 130, p.stdout[-2000:]
+    assert f"interrupted: the final report is left out; the checkpoint is saved, and eval.py " \
+           f"--checkpoint={out} --input={long_val} computes it\n" in p.stdout, p.stdout[-2000:]
+    assert "final val" not in p.stdout and "Traceback" not in p.stdout, p.stdout[-2000:]
+    assert load_checkpoint(str(out / "ckpt.pt"))["iter_num"] == 2
+    assert not any("final_val_loss" in e for e in log_of(out))
 
 
 def test_interrupt_keeps_the_best_checkpoint_when_only_the_best_is_saved(bpe_data, tmp_path):
@@ -140,8 +195,7 @@ def test_interrupt_keeps_the_best_checkpoint_when_only_the_best_is_saved(bpe_dat
 @pytest.mark.parametrize("where", ["evaluation", "sample"])
 def test_interrupt_stops_an_evaluation_or_a_sample_at_once(bpe_data, tmp_path, where):
     # the first evaluation (or sample) would take minutes; the run is in it once the line before
-    # it is out. An evaluation cut off is not logged. With always_save_checkpoint=False and no
-    # checkpoint yet, the weights so far are saved all the same, so that the rerun continues
+    # it is out. An evaluation cut off is not logged
     out = tmp_path / "o"
     if where == "evaluation":
         p = interrupt(train(bpe_data, out, "--eval_iters=1000000"), "device:")
@@ -149,12 +203,12 @@ def test_interrupt_stops_an_evaluation_or_a_sample_at_once(bpe_data, tmp_path, w
         assert "step 0:" not in p.stdout and not (out / "ckpt.pt").exists()
         assert not (out / "log.jsonl").exists()
     else:
-        p = interrupt(train(bpe_data, out, "--sample_interval=1", "--sample_tokens=1000000",
-                            "--always_save_checkpoint=False"), "step 0:")
-        # the sample ends, the step after it too, and the run stops
-        assert "sample at step 0:" in p.stdout and "saved checkpoint" in p.stdout
-        assert "continue from the checkpoint of iteration 1\n" in p.stdout
-        assert load_checkpoint(str(out / "ckpt.pt"))["iter_num"] == 1
+        p = interrupt(train(bpe_data, out, "--sample_interval=1", "--sample_tokens=1000000"),
+                      "step 0:")
+        # the sample ends, and the step after it stops before its first micro-step
+        assert "sample at step 0:" in p.stdout and "iter 1:" not in p.stdout
+        assert "interrupted at iteration 0: no step was finished, nothing is saved" in p.stdout
+        assert not (out / "ckpt.pt").exists()
     assert p.returncode == 130, p.stdout[-2000:]
 
 
@@ -214,7 +268,8 @@ def test_settings_come_from_this_call_only(bpe_data, tmp_path, monkeypatch):
     for out, extra in (("a", ["--n_layer=3"]), ("b", [])):
         argv = train(bpe_data, tmp_path / out, "--max_iters=1", *extra)[1:]
         monkeypatch.setattr(sys, "argv", argv)
-        runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+        with script_in_this_process():
+            runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
     assert load_checkpoint(str(tmp_path / "a" / "ckpt.pt"))["model_args"]["n_layer"] == 3
     assert load_checkpoint(str(tmp_path / "b" / "ckpt.pt"))["model_args"]["n_layer"] == 2
 
@@ -273,3 +328,76 @@ def test_ctrl_c_under_torchrun_saves_once_every_rank_agrees(bpe_data, tmp_path, 
     run(train(bpe_data, tmp_path / "one", "--gradient_accumulation_steps=2", end))
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert one.keys() == two.keys() and all(abs(one[i] - two[i]) < 1e-5 for i in one)
+
+
+def test_ctrl_c_abandons_a_long_step_under_torchrun(bpe_data, tmp_path):
+    # the same under torchrun, Ctrl-C reaching rank 1 alone: every rank abandons the step in the
+    # same micro-step (each rank's 400 take seconds), and the rerun continues the single-process
+    # trajectory
+    args = ["--gradient_accumulation_steps=800", "--sample_interval=1", "--sample_tokens=4"]
+    with Job(torchrun(bpe_data, tmp_path / "two", "--max_iters=1000000", *args)) as job:
+        job.wait_for("sample at step 1:")
+        workers = job.find_workers()
+        job.signal(signal.SIGINT, pid=workers[1])
+        p = job.finish()
+        alive = [pid for pid in workers.values() if os.path.exists(f"/proc/{pid}")]
+    assert sorted(workers) == [0, 1] and not alive, p.stdout[-3000:]
+    assert "iter 2:" not in p.stdout and p.stdout.count("interrupted at iteration 1:") == 1, \
+        p.stdout[-3000:]
+    assert job.seconds < step_ms(p.stdout, 1) / 1000, (job.seconds, p.stdout[-3000:])
+    assert load_checkpoint(str(tmp_path / "two" / "ckpt.pt"))["iter_num"] == 1
+    run(torchrun(bpe_data, tmp_path / "two", "--max_iters=2", *args))
+    run(train(bpe_data, tmp_path / "one", "--max_iters=2", *args))
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert one.keys() == two.keys() and all(abs(one[i] - two[i]) < 1e-5 for i in one)
+
+
+# a test file that runs train.py in the pytest process, as tests/test_cli.py and
+# tests/test_properties.py do, for a million steps; the test after it leaves a file behind
+IN_PROCESS = """
+import runpy
+import sys
+from pathlib import Path
+
+from test_cli import outcome
+from test_properties import in_process, run_train
+
+
+def test_a_long_run():
+    if {helper!r} == "outcome":
+        sys.argv = ["train.py", *{argv!r}]
+        outcome(lambda: runpy.run_path({train!r}, run_name="__main__"))
+    else:
+        in_process(lambda: run_train({argv!r}), seconds=600)
+
+
+def test_the_next_one():
+    Path({ran!r}).touch()
+"""
+
+
+@pytest.mark.parametrize("helper", ["outcome", "in_process"])
+def test_ctrl_c_stops_pytest_while_a_test_runs_train_in_its_process(bpe_data, tmp_path, helper):
+    # train.py's handler turns Ctrl-C into a checkpoint and exit status 130: in pytest's process
+    # that must still stop pytest, not fail the one test and go on to the next
+    out, ran = tmp_path / "o", tmp_path / "the next test ran"
+    argv = train(bpe_data, out, "--max_iters=1000000")[2:]
+    tests = tmp_path / "test_in_process.py"
+    tests.write_text(IN_PROCESS.format(helper=helper, argv=argv, train=str(ROOT / "train.py"),
+                                       ran=str(ran)))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests),
+           f"--basetemp={tmp_path / 'base'}", f"--rootdir={tmp_path}"]
+    with Job(cmd, limit=300, env={"PYTHONPATH": str(ROOT / "tests")}) as job:
+        # train.py is in its loop once its first step is logged (its output goes to a buffer)
+        log = out / "log.jsonl"
+        while not (log.exists() and '"loss"' in log.read_text()):
+            assert job.proc.poll() is None, job.finish().stdout[-3000:]
+            time.sleep(0.05)
+        job.signal(signal.SIGINT)
+        # pytest's "!!! KeyboardInterrupt !!!"
+        job.wait_for("!!!")
+        seconds = time.monotonic() - job.signalled
+        p = job.finish()
+    assert p.returncode == pytest.ExitCode.INTERRUPTED and "KeyboardInterrupt" in p.stdout, \
+        p.stdout[-3000:]
+    assert not ran.exists() and seconds < 10, (seconds, p.stdout[-3000:])

@@ -130,9 +130,9 @@ def test_a_tokenizer_is_reused_and_the_model_trains_on(source, corpus_a, tmp_pat
 
 def test_a_tokenizer_saved_by_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
-    from data import tokenizer as tokenizer_py
+    from data.tokenizer_files import gpt2_files
 
-    vocab_bpe, encoder_json = tokenizer_py.gpt2_files()
+    vocab_bpe, encoder_json = gpt2_files()
     (tmp_path / "hf").mkdir()
     for src, name in ((encoder_json, "vocab.json"), (vocab_bpe, "merges.txt")):
         (tmp_path / "hf" / name).write_text(open(src, encoding="utf-8").read(), encoding="utf-8")

@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_tokenizer import synthetic_text  # noqa: I001 (needs ROOT on sys.path)
 from data.bpe import train_tokenizer
-from data.tokenizer import (EOT, GPT2_ENCODER_JSON_SHA256, GPT2_VOCAB_BPE_SHA256, CharTokenizer,
-                            Tokenizer, check_fits, get_gpt2_tokenizer, gpt2_encoding_from_files,
-                            load_tokenizer, save_tokenizer)
+from data.tokenizer import EOT, CharTokenizer, Tokenizer, check_fits, get_gpt2_tokenizer, load_tokenizer
+from data.tokenizer_files import (GPT2_ENCODER_JSON_SHA256, GPT2_VOCAB_BPE_SHA256, gpt2_encoding_from_files,
+                                  save_tokenizer)
 
 # the hard cases: every script and whitespace shape we can think of, plus text that looks special
 HARD = [
