@@ -1,10 +1,10 @@
 """Best val loss in about a minute of CPU, from nothing: tokenizer, training and the final report.
 
     python data/prepare.py --input=data/tinyshakespeare.txt --name=shakespeare_bpe8k --tokenizer=bpe --vocab_size=8192
-    python train.py config/shakespeare_60s.py    # ~1.61 nats/char; 54-59 s for both on a 2-core CPU
+    python train.py config/shakespeare_60s.py    # 1.611 nats/char; 56-58 s for both on a 2-core CPU
 
-The training stops after max_seconds of steps whatever the machine's speed, with the cosine decay run
-over that time, so a slower machine does fewer steps but still finishes its schedule. Nothing is tuned to
+The training stops after max_seconds of steps whatever the machine's speed, with the schedule run over
+that time, so a slower machine does fewer steps but still finishes its schedule. Nothing is tuned to
 one text. What the choices rest on (tinyshakespeare, nats/char on the whole val split, this 2-core CPU;
 docs/performance.md has the table and the commands):
 - The unit: a byte-level BPE trained on the train split. Longer tokens put more text through each step:
@@ -14,12 +14,15 @@ docs/performance.md has the table and the commands):
   AdamW's peak rate (2e-3 1.631, 4e-3 1.624, 8e-3 1.633). Its orthogonalisation costs a fixed time per
   step, which a batch of 16 shares better than one of 8 (1.611 and 1.625 in 48 s; 12 1.612, 32 1.660 in
   46 s).
-- Holding the peak and decaying at the end (lr_schedule="wsd") ends where the cosine does (1.623).
+- The schedule: holding the peak and falling linearly over the last 40% of the time (lr_schedule="wsd"),
+  with AdamW's part at 3e-3, gains 0.014 over the cosine at 320 steps (1.605 against 1.619).
+- On a text it was not tuned on (1 MB of package documentation) these settings give 1.888, the ones
+  before them 1.944.
 """
 
 out_dir = "out-shakespeare-60s"
 dataset = "shakespeare_bpe8k"  # its own BPE of 8,192 tokens: the command above
-max_seconds = 46.0  # training steps only; start-up, the two evaluations and the final report add ~8 s
+max_seconds = 46.0  # training steps only; start-up, the two evaluations and the final report add ~10 s
 max_iters = 1_000_000  # the clock ends the run
 eval_interval = 1_000_000  # evaluate at the start and the end only: every second counts
 eval_iters = 10
@@ -33,12 +36,15 @@ block_size = 64
 n_layer = 4
 n_head = 4
 n_embd = 128
+gelu = "exact"  # the same training as GPT-2's tanh GELU, and a few percent faster on a CPU
 dropout = 0.0  # a minute is far too short to overfit
 bias = False
 
 optimizer = "muon"  # on the blocks' matrices; AdamW for the embeddings, gains and biases
-learning_rate = 2e-3  # AdamW's
+learning_rate = 3e-3  # AdamW's: the embeddings, gains and biases
 muon_lr = 4e-3
+lr_schedule = "wsd"  # hold the peak, then fall linearly over the last 40% of the time
+wsd_decay = 0.4
 warmup_iters = 30
 min_lr = 2e-4
 beta2 = 0.99
