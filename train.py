@@ -470,9 +470,10 @@ except KeyboardInterrupt:
     if report is None:
         log(f"interrupted: the final report is left out; the checkpoint is saved, and eval.py "
             f"--checkpoint={out_dir} --input={data_path} computes it")
-# the DDP wrapper holds the process group: both go now, not as Python exits (where gloo can abort)
+# the DDP wrapper and ZeRO-1's optimizer hold the process group: all go now, not as Python exits
+# (where gloo can abort)
 if ddp:
-    del model
+    del model, optimizer
     dist.destroy_process_group()
 # 130 = 128 + SIGINT: what a shell reports for an interrupted program
 if stop:
