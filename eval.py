@@ -103,7 +103,7 @@ def main(argv=None):
         return report_loss(model, tok, name, args.input, args.split, block_size, args.batch_size,
                            device, ctx)
     # the same scoring as train.py's hellaswag_interval (support/hellaswag.py)
-    r = hellaswag.score(model, tok, examples, device, ctx, progress=sys.stderr.isatty())
+    r = hellaswag.score(model, tok, examples, device, ctx)
     print(f"hellaswag: {r['right']}/{r['n']} acc_norm {r['acc_norm']:.4f}, acc {r['acc']:.4f}")
 
 

@@ -333,9 +333,10 @@ def _sample(logits, idx, temperature, top_k, top_p, repetition_penalty) -> torch
         seen = logits.gather(1, idx)
         seen = torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty)
         logits = logits.scatter(1, idx, seen)
-    if temperature == 0:
+    if temperature < torch.finfo(logits.dtype).tiny:  # 0, or too small for the dtype: greedy
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    # shifted so that the largest is 0: a tiny temperature cannot overflow the scores to inf
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     if top_k is not None:
         v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
         logits = logits.masked_fill(logits < v[:, [-1]], -float("inf"))

@@ -19,7 +19,6 @@ generate_text() (support/generation.py).
 import argparse
 import functools
 import json
-import os
 import sys
 
 import torch
@@ -82,7 +81,6 @@ def main(argv=None):
     else:
         text = ("\n" + "-" * 40 + "\n").join(texts) + "\n"
     if out:
-        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         atomic_write(out, lambda f: f.write(text), text=True)
         print(f"wrote {len(texts)} sample(s) to {out}", file=sys.stderr)
     else:

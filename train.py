@@ -11,7 +11,6 @@ recipe and names); config files and --key=value arguments override them (--help 
 out_dir holds a checkpoint the run resumes from it, else it starts from scratch; it says which.
 """
 
-import json
 import math
 import os
 import signal
@@ -22,7 +21,6 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm import tqdm
 
 import configurator
 from data.shards import Batches, read_meta
@@ -114,7 +112,7 @@ device_kind = device_type(device)
 master = rank == 0
 log = print if master else (lambda *a, **k: None)
 gradient_accumulation_steps //= world
-ckpt_path, log_path = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "log.jsonl")
+ckpt_path = os.path.join(out_dir, "ckpt.pt")
 # different dropout masks per process; DDP broadcasts rank 0's initial weights
 torch.manual_seed(seed + rank)
 ctx = devices.autocast(device, dtype)
@@ -157,7 +155,7 @@ if resuming:
             f"training (max_iters={max_iters}, max_seconds={max_seconds:g}); raise one to train on")
         sys.exit(0)
     # the log shows the trajectory this checkpoint continues
-    if master and os.path.exists(log_path):
+    if master:
         plot.keep_log_until(out_dir, iter_num)
 elif init_from in ("auto", "scratch"):
     if vocab_size and vocab_size < data_vocab:
@@ -179,13 +177,10 @@ else:
     theirs = load_tokenizer(init_from)
     check_fits(theirs, model.config.vocab_size, init_from, tokenizer, data_path)
     model_args = model.config.to_dict()
-# e.g. GPT-2's 1024 positions, fine-tuned on shorter windows
-if block_size < model.config.block_size:
+# e.g. GPT-2's 1024 positions, fine-tuned on shorter windows (a longer block_size is refused)
+if block_size != model.config.block_size:
     model.crop_block_size(block_size)
     model_args["block_size"] = block_size
-elif block_size > model.config.block_size:
-    raise ValueError(f"block_size={block_size} is larger than the model's "
-                     f"({model.config.block_size})")
 model.to(device)
 log(f"model: {model.get_num_params() / 1e6:.2f}M parameters")
 # the batches: random windows of block_size + 1 tokens, each process taking its share
@@ -211,20 +206,13 @@ if zero:
 sampler = torch.Generator().manual_seed(seed)
 # a resumed run continues exactly where the saved one was: optimizer, loss scale, random states
 if state is not None:
-    optimizer.load_state_dict(state["optimizer"])
-    if "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
-    if "rng" in state:
-        devices.set_random_states(state["rng"], sampler, rank, device_kind == "cuda")
-    else:
+    if not ckpt.restore_training(state, optimizer, scaler, sampler, rank, device_kind == "cuda"):
         log("note: the checkpoint holds no random states (nanoGPT's): batches and dropout restart")
 # the checkpoint's tensors are in the model and optimizer now: free the copies
 state = None
-# a run killed while saving leaves ckpt.pt.tmp behind
+# out_dir is made when there is something to write; a run killed while saving leaves ckpt.pt.tmp
 if master:
-    os.makedirs(out_dir, exist_ok=True)
-    if os.path.exists(ckpt_path + ".tmp"):
-        os.remove(ckpt_path + ".tmp")
+    ckpt.remove_partial(ckpt_path)
 # a resumed run does not rewrite the checkpoint it just loaded
 start_iter = iter_num
 # the iteration of the checkpoint in out_dir, if there is one
@@ -245,33 +233,9 @@ if ddp:
     model = DDP(model, device_ids=[int(device.split(":")[1])] if device_kind == "cuda" else None)
 
 
-@torch.no_grad()
-def estimate_loss() -> dict:
-    """The mean loss over eval_iters batches per split, spread over the processes: the same batches
-    each time, from their own generator: evaluations compare, and the training RNG is untouched.
-    None if Ctrl-C cut it off."""
-    out = {}
-    model.eval()
-    for i, (split, data) in enumerate((("train", train_data), ("val", val_data))):
-        starts = data.draw(torch.Generator().manual_seed(seed + 1000 + i), eval_iters)
-        total = torch.zeros(2, device=device)
-        # every process takes as many turns, so that all of them can agree to stop at any one
-        for k in tqdm(range(0, eval_iters, world), desc=f"eval {split}", leave=False,
-                      disable=not progress):
-            # Ctrl-C: an evaluation cut off is dropped, never logged
-            if devices.any_process(bool(interrupted), ddp, device):
-                model.train()
-                return None
-            if k + rank < eval_iters:
-                X, Y = data.get(starts[k + rank])
-                with ctx:
-                    _, loss = model(X, Y)
-                total += torch.stack([loss.float(), torch.ones((), device=device)])
-        if ddp:
-            dist.all_reduce(total)
-        out[split] = (total[0] / total[1]).item()
-    model.train()
-    return out
+def stop_now() -> bool:
+    """Whether Ctrl-C or SIGTERM came: every process gets the same answer, so all stop together."""
+    return devices.any_process(bool(interrupted), ddp, device)
 
 
 def get_lr(it: int, elapsed: float) -> float:
@@ -300,14 +264,13 @@ def save_checkpoint():
     if zero:
         optimizer.consolidate_state_dict(to=0)
     # documents 1: sample.py starts an unprompted sample with "\n" rather than <|endoftext|>
+    # scaler: fp16's loss scale ({} otherwise)
     state = dict(model=raw_model.state_dict(),
-                 optimizer=optimizer.state_dict() if master else None, model_args=model_args,
-                 config=config, iter_num=iter_num, rng=rng,
+                 optimizer=optimizer.state_dict() if master else None, scaler=scaler.state_dict(),
+                 model_args=model_args, config=config, iter_num=iter_num, rng=rng,
                  best_val_loss=best_val_loss, train_seconds=train_seconds,
                  tokenizer=tokenizer.to_dict(), dataset=os.path.abspath(data_path),
                  documents=meta["splits"]["train"].get("documents", 1))
-    if scaler.is_enabled():
-        state["scaler"] = scaler.state_dict()
     if master:
         ckpt.save(state, ckpt_path)
         log(f"saved checkpoint to {ckpt_path}")
@@ -315,29 +278,18 @@ def save_checkpoint():
     saved_iter = iter_num
 
 
-def log_json(**entry):
-    if master:
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
-        if wandb_log:
-            wandb.log(entry, step=entry["iter"])
-
-
 peak, peak_source = devices.device_peak_flops(device, dtype, given=peak_flops)
 log(f"device: {device}, {dtype}, peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
-# progress bars on a terminal, never in a log file
-progress = master and sys.stderr.isatty()
-# wandb is optional: check_settings made sure that it is installed
-if wandb_log and master:
-    import wandb
-    wandb.init(project=wandb_project, name=wandb_run_name, config=config)
+# log.jsonl, which loss.png is drawn from (and Weights & Biases with wandb_log): rank 0 writes
+wandb_init = dict(project=wandb_project, name=wandb_run_name, config=config) if wandb_log else None
+log_json = plot.RunLog(out_dir, wandb_init) if master else (lambda **entry: None)
 
 # The training loop: evaluate and save every eval_interval steps, stop at max_iters or max_seconds
 t_start = t0 = time.time()
 running_mfu, step_time = -1.0, 0.0
 while True:
     # every process stops after the same step
-    stop = devices.any_process(bool(interrupted), ddp, device)
+    stop = stop_now()
     if stop:
         # without always_save_checkpoint the best weights so far stay, if there are any yet
         if iter_num > start_iter and (always_save_checkpoint or saved_iter is None):
@@ -357,7 +309,8 @@ while True:
 
     # evaluate the loss on both splits, and save a checkpoint
     if iter_num % eval_interval == 0 or done or eval_only:
-        losses = estimate_loss()
+        losses = loss_eval.estimate_loss(model, dict(train=train_data, val=val_data), eval_iters,
+                                         seed, ctx, stop_now, rank, world)
         # cut off by Ctrl-C: the top of the loop stops the run
         if losses is None:
             continue
@@ -376,8 +329,7 @@ while True:
     # HellaSwag, scored by eval.py's code, the examples shared out over the processes
     if hellaswag_interval and (iter_num % hellaswag_interval == 0 or done):
         hs = hellaswag_eval.score(raw_model, tokenizer, hs_examples, device, ctx, rank, world,
-                                  progress, lambda: devices.any_process(bool(interrupted), ddp,
-                                                                        device))
+                                  stop_now)
         # cut off by Ctrl-C: the top of the loop stops the run
         if hs is None:
             continue
@@ -400,7 +352,7 @@ while True:
     abandoned = False
     for micro_step in range(gradient_accumulation_steps):
         # Ctrl-C need not wait for a long step: every process abandons it at the same micro-step
-        if devices.any_process(bool(interrupted), ddp, device):
+        if stop_now():
             abandoned = True
             break
         X, Y = train_data.get(starts[rank * gradient_accumulation_steps + micro_step])
@@ -461,9 +413,7 @@ try:
     if final_eval and not eval_only and not stop and master:
         report = loss_eval.final_report(raw_model, val_data.shards, meta["splits"]["val"],
                                         block_size, batch_size, tokenizer.n_vocab, device, ctx)
-        log_json(iter=iter_num, final_val_loss=report["nats_per_token"],
-                 val_nats_per_char=report["nats_per_char"],
-                 val_bits_per_byte=report["bits_per_byte"])
+        log_json(iter=iter_num, **report)
         plot.plot_log(out_dir, quiet=True)
 except KeyboardInterrupt:
     stop = True

@@ -178,8 +178,9 @@ def main(argv=None):
     parser.add_argument("--tokenizer", default="gpt2", help="gpt2; bpe (train one on this text); "
                         "char (its characters); or a folder with vocab.json + merges.txt, a data "
                         "folder, a checkpoint to reuse theirs (default gpt2)")
-    parser.add_argument("--vocab_size", type=int, default=5000,
-                        help="tokens for --tokenizer=bpe (default 5000)")
+    parser.add_argument("--vocab_size", type=in_range(257, 10**7), default=5000,
+                        help="tokens for --tokenizer=bpe: 256 bytes, merges, <|endoftext|> "
+                        "(default 5000)")
     parser.add_argument("--val_fraction", type=float, default=None, help="fraction held out for "
                         "validation (default 0.1; 0.0005 for a Hugging Face dataset)")
     parser.add_argument("--num_proc", type=in_range(1, 1024), default=os.cpu_count() or 1,

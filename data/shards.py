@@ -9,7 +9,7 @@ and eval.py through memory maps.
                                   its tokens, documents, characters and bytes (for nats/char and
                                   bits/byte)
     data/NAME/progress.json       only while prepare runs or after it stopped: what it can continue
-                                  from (data/progress.py; the .bin.tmp files are unfinished shards)
+                                  from (support/prepare_progress.py; .bin.tmp files are unfinished)
 """
 
 import json

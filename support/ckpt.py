@@ -15,7 +15,7 @@ import torch
 
 from data.tokenizer import check_fits, get_gpt2_tokenizer, load_tokenizer
 from model import GPT, GPTConfig
-from support import hf
+from support import devices, hf
 from support.common import atomic_write
 
 # the repository, and its committed checkpoint: what sample.py uses by default
@@ -32,6 +32,12 @@ def save(state: dict, path: str):
         raise ValueError(f"could not write checkpoint {path} ({e.strerror or e}); the previous "
                          f"checkpoint is intact; free space or fix permissions, then rerun to "
                          f"resume") from None
+
+
+def remove_partial(path: str):
+    """Remove the path.tmp that a save killed part way leaves behind."""
+    if os.path.exists(path + ".tmp"):
+        os.remove(path + ".tmp")
 
 
 def load(path: str) -> dict:
@@ -112,6 +118,18 @@ def check_resume(ck: dict, path: str, given: dict, tokenizer, optimizer: str = "
     return args
 
 
+def restore_training(ck: dict, optimizer, scaler, sampler, rank: int, cuda: bool) -> bool:
+    """Put a resumed run where the saved one was: optimizer state, loss scale, random states.
+    False if the checkpoint holds no random states (nanoGPT's): batches and dropout restart."""
+    optimizer.load_state_dict(ck["optimizer"])
+    # fp16's loss scale; other runs save an empty state
+    if ck.get("scaler"):
+        scaler.load_state_dict(ck["scaler"])
+    if "rng" in ck:
+        devices.set_random_states(ck["rng"], sampler, rank, cuda)
+    return "rng" in ck
+
+
 def model_from(ck: dict) -> GPT:
     """The model a checkpoint holds, in fp32 (compact checkpoints store fp16)."""
     model = GPT(GPTConfig(**model_args(ck)))
@@ -159,6 +177,5 @@ def export_half(source: str, dest: str) -> str:
     # (a plain dict: the OrderedDict's module metadata is not needed to load it)
     weights = dict(model_from(ck).half().state_dict())
     keep = ("model_args", "config", "iter_num", "best_val_loss", "tokenizer")
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     save(dict(model=weights, **{k: ck[k] for k in keep if k in ck}), dest)
     return dest

@@ -57,8 +57,10 @@ def one_line_errors():
 
 
 def atomic_write(path: str, write, text: bool = False):
-    """Call write(f) on path + '.tmp', flush it to disk, then rename it to path."""
+    """Call write(f) on path + '.tmp', flush it to disk, then rename it to path; the folder is
+    made if need be."""
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path + ".tmp", "w" if text else "wb", encoding="utf-8" if text else None) as f:
             write(f)
             f.flush()

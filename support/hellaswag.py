@@ -10,6 +10,7 @@ lowest mean loss per token. OpenAI's GPT-2 124M scores acc_norm 0.2955 on the va
 import contextlib
 import json
 import os
+import sys
 import urllib.request
 
 import torch
@@ -31,7 +32,6 @@ def examples(source: str, limit: int | None = None) -> list[dict]:
         path = os.path.join(DATA_ROOT, "hellaswag", f"hellaswag_{source}.jsonl")
         try:
             if not os.path.exists(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with urllib.request.urlopen(URL.format(source), timeout=60) as r:
                     atomic_write(path, lambda f: f.write(r.read()))
         # offline, server or disk: the same two ways out, and no empty folder left behind
@@ -103,7 +103,7 @@ def ending_losses(model, tok, ex: dict, device: str, ctx) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def score(model, tok, found: list[dict], device: str, ctx, rank: int = 0, world: int = 1,
-          progress: bool = False, stop=None) -> dict | None:
+          stop=None) -> dict | None:
     """acc_norm and acc over the examples; under DDP each process scores every world-th one and
     the counts are summed, so every process returns the same numbers. None as soon as stop()
     returns True (Ctrl-C: every process must call it as often, as it may all-reduce)."""
@@ -113,7 +113,9 @@ def score(model, tok, found: list[dict], device: str, ctx, rank: int = 0, world:
     right = torch.zeros(2, device=device)
     # every process takes as many turns, the last ones empty where the examples run out
     turns = range(0, len(found), world)
-    for k in tqdm(turns, desc="hellaswag", unit="example", leave=False, disable=not progress):
+    # a progress bar on rank 0's terminal, never in a log file
+    for k in tqdm(turns, desc="hellaswag", unit="example", leave=False,
+                  disable=rank != 0 or not sys.stderr.isatty()):
         if stop is not None and stop():
             model.train(was_training)
             return None

@@ -1,7 +1,8 @@
 """
-Plot a run's loss curves from its log.jsonl into out_dir/loss.png: train and val loss against iterations
-and tokens seen, and HellaSwag's accuracy when the run scored it. train.py calls this at every evaluation
-when matplotlib is installed.
+A run's record: train.py's log.jsonl (one JSON line per log entry, copied to Weights & Biases when
+asked), and the loss curves drawn from it into out_dir/loss.png: train and val loss against
+iterations and tokens seen, and HellaSwag's accuracy when the run scored it. train.py draws them at
+every evaluation when matplotlib is installed.
 """
 
 import json
@@ -24,9 +25,32 @@ def read_log(out_dir: str) -> list[dict]:
     return entries
 
 
+class RunLog:
+    """Writes out_dir/log.jsonl, one JSON line per call, and copies each entry to Weights & Biases
+    when given wandb.init's arguments."""
+
+    def __init__(self, out_dir: str, wandb_init: dict | None = None):
+        self.path, self.wandb = os.path.join(out_dir, "log.jsonl"), None
+        if wandb_init:
+            # optional: train.py's settings check made sure that it is installed
+            import wandb
+
+            self.wandb = wandb
+            wandb.init(**wandb_init)
+
+    def __call__(self, **entry):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        if self.wandb:
+            self.wandb.log(entry, step=entry["iter"])
+
+
 def keep_log_until(out_dir: str, iter_num: int):
     """Drop the entries a run resumed at iter_num will write again: those after it, and the evaluation
-    at it (the step's own training line stays)."""
+    at it (the step's own training line stays). No log, nothing to do."""
+    if not os.path.exists(os.path.join(out_dir, "log.jsonl")):
+        return
     kept = [e for e in read_log(out_dir)
             if e.get("iter", 0) < iter_num or (e.get("iter") == iter_num and "loss" in e)]
     write = lambda f: f.writelines(json.dumps(e) + "\n" for e in kept)

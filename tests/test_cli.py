@@ -236,6 +236,8 @@ OUT_OF_RANGE = [
       for k, v in (("temperature", -1), ("temperature", "nan"), ("temperature", "inf"),
                    ("repetition_penalty", 0), ("repetition_penalty", -1))],
     ("sample.py", ["--top_k=-1"], "top_k must be a positive number of tokens"),
+    # refused whatever the tokenizer, not only where a BPE is trained
+    *[("data/prepare.py", [f"--vocab_size={v}"], "need int from 257") for v in (-5, 0, 256)],
     *[("sample.py", [f"--top_p={v}"], "top_p must be in (0, 1]") for v in (0, -0.5, 1.5, "nan")],
 ]
 

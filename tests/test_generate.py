@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import ROOT, run
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, _sample
 from support import speedups
 from support.speedups import row_blocks
 
@@ -182,6 +182,17 @@ def test_stop_rows_finishes_the_rows_it_names():
     # a (B,) tensor works too; every row stopped after the first step: generation ends there
     stop_all = lambda t: torch.ones(3, dtype=torch.bool)
     assert torch.equal(model.generate(x, 12, temperature=0, stop_rows=stop_all), free[:, :5])
+
+
+def test_a_vanishing_temperature_is_greedy_not_an_overflow():
+    model = tiny()
+    x = torch.randint(0, 64, (2, 4))
+    greedy = model.generate(x, 20, temperature=0)
+    for t in (1e-30, 1e-300):
+        assert torch.equal(model.generate(x, 20, temperature=t, top_k=5, top_p=0.9), greedy)
+    # just above float32's smallest normal number, scores of 5 and more would divide to inf
+    logits, seen = torch.tensor([[10.0, 5.0, -3.0]]), torch.zeros(1, 1, dtype=torch.long)
+    assert _sample(logits, seen, 2e-38, None, None, 1.0).item() == 0
 
 
 def test_top_p_tiny_is_greedy_and_top_p_masks():
