@@ -142,7 +142,8 @@ def test_prepare_and_tokenizer_cli_bad_input(tmp_path):
     script = ["data/prepare.py", "--tokenizer=bpe"]
     small = run(*script, f"--input={tmp_path / 'text.txt'}", f"--out_dir={tmp_path / 'o'}",
                 "--vocab_size=200", check=False)
-    assert "vocab_size=200 is too small" in error_line(small)
+    assert "--vocab_size: need int from 257 to 10,000,000, got '200'" in error_line(small)
+    assert not (tmp_path / "o").exists()
     # a .jsonl field that is no text: one line, under python -O too (the check is no assert)
     (tmp_path / "t.jsonl").write_text('{"text": "fine"}\n{"text": 5}\n', encoding="utf-8")
     p = run([sys.executable, "-O", str(ROOT / "data" / "prepare.py"),
