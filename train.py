@@ -23,12 +23,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import configurator
-from data.shards import Batches, read_meta
-from data.shards import data_dir as find_data_dir
+from data.shards import Batches, data_dir as find_data_dir, read_meta
 from data.tokenizer import check_fits, load_tokenizer
 from model import GPT, GPTConfig
-from support import checks, ckpt, devices, generation, loss_eval, plot, speedups
-from support import hellaswag as hellaswag_eval
+from support import checks, ckpt, devices, generation, hellaswag as hellaswag_eval, loss_eval, plot, speedups
 from support.common import one_line_errors
 from support.devices import device_type
 from support.optim import MuonWithAdamW, shard_over_processes
@@ -162,8 +160,7 @@ elif init_from in ("auto", "scratch"):
         raise ValueError(f"vocab_size={vocab_size} is smaller than the data's tokenizer "
                          f"({data_vocab} tokens): drop --vocab_size to take it from the data")
     if has_checkpoint and master:
-        os.replace(ckpt_path, ckpt_path + ".old")
-        log(f"init_from=scratch: moved the existing checkpoint to {ckpt_path}.old")
+        log(f"init_from=scratch: moved the existing checkpoint to {ckpt.set_aside(ckpt_path)}")
     # the data's vocabulary padded up to a multiple of 64, for faster matmuls
     vocab_size = vocab_size or -(-data_vocab // 64) * 64
     model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
@@ -248,10 +245,8 @@ def get_lr(it: int, elapsed: float) -> float:
         return learning_rate * (it + 1) / (warmup_iters + 1)
     if max_seconds > 0:
         ratio = min(elapsed / max_seconds, 1.0)
-    elif it > lr_decay_iters:
-        return min_lr
     else:
-        ratio = (it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1)
+        ratio = min((it - warmup_iters) / max(lr_decay_iters - warmup_iters, 1), 1.0)
     if lr_schedule == "wsd":
         return min_lr + min(1.0, (1.0 - ratio) / wsd_decay) * (learning_rate - min_lr)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
@@ -294,12 +289,8 @@ while True:
         # without always_save_checkpoint the best weights so far stay, if there are any yet
         if iter_num > start_iter and (always_save_checkpoint or saved_iter is None):
             save_checkpoint()
-        kept = "" if saved_iter in (None, iter_num) else f", kept as the best (val loss " \
-            f"{best_val_loss:.4f})"
-        log(f"interrupted at iteration {iter_num}: " + (
-            "no step was finished, nothing is saved" if saved_iter is None else
-            f"rerun the same command to continue from the checkpoint of iteration "
-            f"{saved_iter}{kept}"))
+        log(f"interrupted at iteration {iter_num}: "
+            + ckpt.how_to_continue(saved_iter, iter_num, best_val_loss))
         break
     lr = get_lr(iter_num, train_seconds)
     # Muon's groups keep their own peak, on the same schedule
@@ -328,8 +319,7 @@ while True:
             break
     # HellaSwag, scored by eval.py's code, the examples shared out over the processes
     if hellaswag_interval and (iter_num % hellaswag_interval == 0 or done):
-        hs = hellaswag_eval.score(raw_model, tokenizer, hs_examples, device, ctx, rank, world,
-                                  stop_now)
+        hs = hellaswag_eval.score(raw_model, tokenizer, hs_examples, device, ctx, rank, world, stop_now)
         # cut off by Ctrl-C: the top of the loop stops the run
         if hs is None:
             continue

@@ -23,8 +23,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 5000, out_dir: str |
         size = "small" if vocab_size < 257 else "large"
         raise ValueError(f"vocab_size={vocab_size} is too {size}: need 257 (256 bytes + {EOT}) to "
                          f"10,000,000")
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers, trainers
 
     # ByteLevel with use_regex=True splits text with GPT-2's regex, exactly as tiktoken's
     # r50k_pat_str does; min_frequency=2 as in ByteLevelBPETokenizer: a pair seen once is noise

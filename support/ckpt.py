@@ -40,6 +40,12 @@ def remove_partial(path: str):
         os.remove(path + ".tmp")
 
 
+def set_aside(path: str) -> str:
+    """Move a checkpoint out of a new run's way, to path.old (replacing an older one there)."""
+    os.replace(path, path + ".old")
+    return path + ".old"
+
+
 def load(path: str) -> dict:
     """Load a checkpoint as plain data: weights_only=True refuses pickles that would run code.
     torch.load does not check the CRC-32 that torch.save stores for every record of its zip file,
@@ -128,6 +134,15 @@ def restore_training(ck: dict, optimizer, scaler, sampler, rank: int, cuda: bool
     if "rng" in ck:
         devices.set_random_states(ck["rng"], sampler, rank, cuda)
     return "rng" in ck
+
+
+def how_to_continue(saved_iter: int | None, iter_num: int, best_val_loss: float) -> str:
+    """What an interrupted run leaves on disk, and how to go on from it."""
+    if saved_iter is None:
+        return "no step was finished, nothing is saved"
+    # without always_save_checkpoint the checkpoint may be older than the last step: the best one
+    kept = "" if saved_iter == iter_num else f", kept as the best (val loss {best_val_loss:.4f})"
+    return f"rerun the same command to continue from the checkpoint of iteration {saved_iter}{kept}"
 
 
 def model_from(ck: dict) -> GPT:

@@ -19,8 +19,7 @@ import sys
 
 import pytest
 from conftest import ROOT, SHAKESPEARE, run, script_in_this_process
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import eval as eval_script
 import export

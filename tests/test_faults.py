@@ -21,10 +21,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAULT_FIGURES as FIG
-from conftest import ROOT, TINY, run, sample_text
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from conftest import FAULT_FIGURES as FIG, ROOT, TINY, run, sample_text
+from hypothesis import example, given, settings, strategies as st
 
 from configurator import configure
 from data.prepare import prepare

@@ -12,8 +12,7 @@ import sys
 import pytest
 from conftest import ROOT, SHAKESPEARE
 
-from data import corpus, shard_writer, shards
-from data import prepare as prep
+from data import corpus, prepare as prep, shard_writer, shards
 
 DOCS = [f"Document {i}: caf\u00e9 \u4e2d\u6587.\n\nSecond paragraph {i * 7}." for i in range(40)]
 

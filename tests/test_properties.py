@@ -29,8 +29,7 @@ import sys
 import pytest
 import torch
 from conftest import ROOT, sample_text, script_in_this_process
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import eval as eval_script
 import export
