@@ -4,6 +4,7 @@ through autocast, the process group under torchrun, the device's peak FLOP/s for
 states of every process, which a checkpoint keeps so that a resumed run draws what the first would.
 """
 
+import importlib
 import os
 import time
 from contextlib import nullcontext
@@ -59,6 +60,11 @@ def setup_training(device: str, backend: str = "") -> tuple[bool, int, int, str]
     if int(os.environ.get("RANK", -1)) == -1:
         return False, 0, 1, device
     cuda = device_type(device) == "cuda"
+    # DDP and ZeRO-1 import these modules, whose functions take group.WORLD as a default argument:
+    # imported once the group exists, they would keep it alive past destroy_process_group, and
+    # gloo's threads would be torn down as Python exits instead, where a rank can abort (SIGABRT)
+    for module in ("torch.distributed.nn", "torch.distributed.optim"):
+        importlib.import_module(module)
     dist.init_process_group(backend=backend or ("nccl" if cuda else "gloo"))
     if cuda:
         device = f"cuda:{os.environ['LOCAL_RANK']}"

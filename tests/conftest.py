@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,42 @@ def run(script, *args, check=True, env=None, timeout=300, cwd=ROOT):
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
+
+
+# Python imports a sitecustomize module it finds on its path as it starts: this one registers, before
+# the script runs, a last exit handler that writes the names of the threads still running (in a
+# file named after the process's RANK) once the script's own clean-up is over
+_THREAD_PROBE = """
+import atexit, glob, os
+
+def _write_threads():
+    names = sorted(open(task + "/comm").read().strip() for task in glob.glob("/proc/self/task/*"))
+    path = os.path.join(os.path.dirname(__file__), "threads-" + os.environ.get("RANK", "none"))
+    with open(path, "w") as f:
+        f.write("\\n".join(names))
+
+atexit.register(_write_threads)
+"""
+
+
+def thread_probe(folder: Path) -> tuple[dict, Callable[[], dict[str, list[str]]]]:
+    """(env for run(), a function returning {RANK: names of the threads left at exit}) for the
+    processes a run starts. Linux only: the names come from /proc."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_THREAD_PROBE)
+
+    def threads():
+        return {f.name.removeprefix("threads-"): f.read_text().split("\n")
+                for f in folder.glob("threads-*")}
+    return dict(PYTHONPATH=str(folder)), threads
+
+
+def assert_no_gloo_threads(threads: dict[str, list[str]]):
+    """Both ranks' process group was gone, its threads joined, before Python began to exit: a group
+    left to the interpreter's teardown can abort a rank that has finished (SIGABRT)."""
+    assert threads.keys() >= {"0", "1"}, threads
+    for rank in "01":
+        assert not [t for t in threads[rank] if "gloo" in t], threads
 
 
 def sample_text(n_chars: int = 200_000) -> str:

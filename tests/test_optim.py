@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY, run
+from conftest import ROOT, TINY, assert_no_gloo_threads, run, thread_probe
 
 from model import GPT, GPTConfig
 from support.ckpt import load as load_checkpoint
@@ -116,10 +116,13 @@ def test_zero1_gives_ddps_losses_and_resumes_exactly_in_one_process(tmp_path, da
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 str(ROOT / "train.py")]
     run(torchrun + [f"--out_dir={tmp_path / 'ddp'}", "--max_iters=6", *common])
+    env, threads_at_exit = thread_probe(tmp_path / "probe")
     p = run(torchrun + [f"--out_dir={tmp_path / 'zero'}", "--max_iters=6", "--zero_stage=1",
-                        *common])
+                        *common], env=env)
     # each process steps half of the parameters with the same AdamW: the same numbers, bit for bit
     assert "2 process(es)" in p.stdout and losses(tmp_path / "zero") == losses(tmp_path / "ddp")
+    # the sharded optimizer let its process group go too
+    assert_no_gloo_threads(threads_at_exit())
     # the checkpoint holds the whole optimizer state, gathered: one process carries it on
     run(torchrun + [f"--out_dir={tmp_path / 'cut'}", "--max_iters=3", "--zero_stage=1", *common])
     run("train.py", f"--out_dir={tmp_path / 'cut'}", "--max_iters=6", *common)

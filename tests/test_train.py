@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY, run
+from conftest import ROOT, TINY, assert_no_gloo_threads, run, thread_probe
 
 from support.ckpt import load as load_checkpoint
 
@@ -46,15 +46,17 @@ def test_resume_continues_the_same_trajectory(tmp_path, data_dir):
     assert [a[i] for i in range(7, 13)] == [b[i] for i in range(7, 13)]  # bitwise equal on CPU
 
 
-def test_ddp_matches_single_process(tmp_path, data_dir):
+def test_ddp_matches_single_process_and_ends_its_group(tmp_path, data_dir):
     common = [f"--dataset={data_dir}", "--max_iters=4", "--eval_interval=100", *TINY]
     common = [a for a in common if not a.startswith("--gradient_accumulation_steps")]
     run("train.py", f"--out_dir={tmp_path / 'one'}", "--gradient_accumulation_steps=4", *common)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 str(ROOT / "train.py")]
+    env, threads_at_exit = thread_probe(tmp_path / "probe")
     p = run(torchrun + [f"--out_dir={tmp_path / 'two'}", "--gradient_accumulation_steps=4",
-                        *common])
+                        *common], env=env)
     assert "2 process(es) x 2 micro-steps" in p.stdout
+    assert_no_gloo_threads(threads_at_exit())
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert len(one) == 4 and one.keys() == two.keys()
     for i in one:
