@@ -159,8 +159,8 @@ elif init_from in ("auto", "scratch"):
     if vocab_size and vocab_size < data_vocab:
         raise ValueError(f"vocab_size={vocab_size} is smaller than the data's tokenizer "
                          f"({data_vocab} tokens): drop --vocab_size to take it from the data")
-    if has_checkpoint and master:
-        log(f"init_from=scratch: moved the existing checkpoint to {ckpt.set_aside(ckpt_path)}")
+    if has_checkpoint and master:  # kept as ckpt.pt.old: a fresh start overwrites nothing
+        ckpt.set_aside(ckpt_path)
     # the data's vocabulary padded up to a multiple of 64, for faster matmuls
     vocab_size = vocab_size or -(-data_vocab // 64) * 64
     model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,

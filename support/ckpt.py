@@ -40,10 +40,11 @@ def remove_partial(path: str):
         os.remove(path + ".tmp")
 
 
-def set_aside(path: str) -> str:
-    """Move a checkpoint out of a new run's way, to path.old (replacing an older one there)."""
+def set_aside(path: str):
+    """Move a checkpoint out of a new run's way, to path.old (replacing an older one there), and
+    say so."""
     os.replace(path, path + ".old")
-    return path + ".old"
+    print(f"init_from=scratch: moved the existing checkpoint to {path}.old")
 
 
 def load(path: str) -> dict:

@@ -44,6 +44,11 @@ def test_resume_continues_the_same_trajectory(tmp_path, data_dir):
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert set(b) == set(range(1, 13))
     assert [a[i] for i in range(7, 13)] == [b[i] for i in range(7, 13)]  # bitwise equal on CPU
+    # a fresh start in the same folder keeps the finished run's checkpoint beside its own
+    p = run("train.py", f"--out_dir={tmp_path / 'b'}", "--max_iters=2", "--init_from=scratch", *common)
+    assert f"moved the existing checkpoint to {tmp_path / 'b' / 'ckpt.pt'}.old" in p.stdout
+    assert load_checkpoint(str(tmp_path / "b" / "ckpt.pt.old"))["iter_num"] == 12
+    assert load_checkpoint(str(tmp_path / "b" / "ckpt.pt"))["iter_num"] == 2
 
 
 def test_ddp_matches_single_process_and_ends_its_group(tmp_path, data_dir):
