@@ -131,11 +131,13 @@ def step_ms(stdout: str, it: int) -> float:
 
 
 def test_ctrl_c_abandons_a_long_step_and_the_rerun_continues_bit_for_bit(bpe_data, tmp_path):
-    # 800 micro-steps make a step take seconds. After the sample at step 1 the run checks for
+    # 2,400 micro-steps make a step take seconds, several times what saving and exiting take on a
+    # machine of any speed (with 800, a fast machine's step of 1.9 s was under twice the exit's
+    # 1.0 s). After the sample at step 1 the run checks for
     # Ctrl-C only in the next step: stopped there, long before that step would end, it drops the
     # step (the batch and dropout masks drawn too), saves step 1's state, and the rerun gives the
     # uninterrupted run's numbers
-    args = ["--gradient_accumulation_steps=800", "--dropout=0.1", "--sample_interval=1",
+    args = ["--gradient_accumulation_steps=2400", "--dropout=0.1", "--sample_interval=1",
             "--sample_tokens=4"]
     with Job(train(bpe_data, tmp_path / "cut", "--max_iters=1000000", *args)) as job:
         job.wait_for("sample at step 1:")
@@ -333,9 +335,9 @@ def test_ctrl_c_under_torchrun_saves_once_every_rank_agrees(bpe_data, tmp_path, 
 
 def test_ctrl_c_abandons_a_long_step_under_torchrun(bpe_data, tmp_path):
     # the same under torchrun, Ctrl-C reaching rank 1 alone: every rank abandons the step in the
-    # same micro-step (each rank's 400 take seconds), and the rerun continues the single-process
+    # same micro-step (each rank's 1,200 take seconds), and the rerun continues the single-process
     # trajectory
-    args = ["--gradient_accumulation_steps=800", "--sample_interval=1", "--sample_tokens=4"]
+    args = ["--gradient_accumulation_steps=2400", "--sample_interval=1", "--sample_tokens=4"]
     with Job(torchrun(bpe_data, tmp_path / "two", "--max_iters=1000000", *args)) as job:
         job.wait_for("sample at step 1:")
         workers = job.find_workers()
