@@ -67,6 +67,7 @@ peak_flops = 0.0  # the peak FLOP/s for MFU; 0: the datasheet on known GPUs, els
 steps = 10  # timed optimizer steps
 warmup = 2  # untimed steps first (compilation, allocator and cache warm-up)
 reference = True  # on a CPU, also time the plain loss and a nanoGPT-equivalent step, alternating, and print ratios
+profile = False  # then print torch.profiler's table of our steps: the operators that take the time
 
 
 def step(model, optimizer, scaler, ctx, next_batch) -> float:
@@ -165,6 +166,12 @@ def main(argv: list[str]):
             ratio = median([s[0] for s in stats[name]]) / dt_ours
             print(f"speed-up of {what} (same process, alternating): {ratio:.3f}x")
     report(model, dev, dt, dt_ours, [s[0] for s in stats["ours"]], tokens_per_iter, first if use_compile else None)
+    if profile:  # where our step's time goes, operator by operator, over as many steps again
+        with torch.profiler.profile() as prof:
+            for _ in range(steps):
+                variants["ours"]()
+            sync()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def report(model, dev, dt, step_time, times, tokens_per_iter, first):

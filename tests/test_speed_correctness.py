@@ -119,7 +119,9 @@ def test_max_seconds_ends_run_and_reports(data_dir, tmp_path):
 def test_bench_runs(tmp_path):
     p = run("bench/bench.py", "--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=16",
             "--batch_size=2", "--vocab_size=128", "--gradient_accumulation_steps=1", "--device=cpu",
-            "--steps=2", "--warmup=1", "--peak_flops=1e11", f"--dataset={tmp_path / 'none'}")
+            "--steps=2", "--warmup=1", "--peak_flops=1e11", f"--dataset={tmp_path / 'none'}", "--profile=True")
+    # --profile: the operators of our steps, the matmuls among them
+    assert "aten::mm" in p.stdout and "Self CPU" in p.stdout
     for key in ("tokens/s:", "ms/iter:", "GFLOP/s", "MFU:", "peak memory:",
                 "speed-up of our step over one with the plain loss",
                 "speed-up of our step over a nanoGPT-equivalent one"):
