@@ -67,7 +67,7 @@ peak_flops = 0.0  # the peak FLOP/s for MFU; 0: the datasheet on known GPUs, els
 steps = 10  # timed optimizer steps
 warmup = 2  # untimed steps first (compilation, allocator and cache warm-up)
 reference = True  # on a CPU, also time the plain loss and a nanoGPT-equivalent step, alternating, and print ratios
-profile = False  # then print torch.profiler's table of our steps: the operators that take the time
+profile = False  # after the timings, print torch.profiler's table of our steps: the operators taking the time
 
 
 def step(model, optimizer, scaler, ctx, next_batch) -> float:
