@@ -33,7 +33,7 @@ block_size = 128
 n_layer = 6
 n_head = 6
 n_embd = 384
-dropout = 0.25  # 0.3 learns too slowly for an hour, 0.2 at width 256 overfits before it
+dropout = 0.25  # 0.3 learns too slowly for an hour; 0.2 stalls before the hour is out
 bias = False
 gelu = "exact"  # the same training as GPT-2's tanh GELU, and a few percent faster on a CPU
 
