@@ -217,15 +217,16 @@ saved_iter = iter_num if resuming else None
 
 raw_model = model
 use_compile = device_kind == "cuda" if compile is None else compile
-# The loss on a CPU (uncompiled): "chunked" is the same numbers as GPT.forward's, computed without
-# forming the logits (support/speedups.py); "plain" is GPT.forward as it reads.
+# A CPU's fast paths (uncompiled, support/speedups.py): "chunked" is GPT.forward's loss computed
+# without forming the logits, and dropout with cheaper masks; "plain" is GPT.forward as it reads.
 cpu_loss = "chunked"
 if use_compile:
     log("compiling the model (the first iteration takes longer)...")
     model = torch.compile(model)
 elif device_kind == "cpu" and cpu_loss == "chunked":
-    # replaces forward on this model: model(x, y) returns (None, loss), the logits never whole
-    speedups.use_chunked_loss(model)
+    # replaces forward on this model: model(x, y) returns (None, loss), the logits never whole;
+    # and dropout draws its masks as random integers, the same expectation as nn.Dropout's
+    speedups.use_fast_dropout(speedups.use_chunked_loss(model))
 if ddp:
     model = DDP(model, device_ids=[int(device.split(":")[1])] if device_kind == "cuda" else None)
 

@@ -10,8 +10,9 @@ The tokens come from the dataset when it has been prepared, else they are random
 which). Prints tokens/s, ms/iter, achieved GFLOP/s (model FLOPs as train.py counts them), the peak (a matmul
 measured in this process, or the datasheet on known GPUs), MFU against it, peak memory, and the compile time
 on its own line. On a CPU it also times two references alternating with ours and prints the ratios: the plain
-F.cross_entropy instead of the chunked loss, and a nanoGPT-equivalent step (the same shapes with nanoGPT's
-choices: exact GELU, the plain loss, AdamW's default per-tensor loop). With --compile=True the references stay
+F.cross_entropy and nn.Dropout instead of the chunked loss and integer masks, and a nanoGPT-equivalent step
+(the same shapes with nanoGPT's choices: exact GELU, the plain loss and dropout, AdamW's default per-tensor
+loop). With --compile=True the references stay
 eager, as nanoGPT's CPU command runs (--compile=False), so the ratio is what compiling buys on top.
 """
 
@@ -130,7 +131,8 @@ def main(argv: list[str]):
         m = GPT(GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, vocab_size=vocab,
                           dropout=dropout, bias=bias, gelu=act)).to(dev)
         opt = m.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), kind, eps, fused=fused)
-        return (speedups.use_chunked_loss(m) if chunked and kind == "cpu" else m), opt
+        # train.py's CPU fast paths: the chunked loss, and dropout's masks as random integers
+        return (speedups.use_fast_dropout(speedups.use_chunked_loss(m)) if chunked and kind == "cpu" else m), opt
 
     model, optimizer = make(gelu)
     scaler = torch.amp.GradScaler(kind, enabled=(dt == "float16"))

@@ -3,12 +3,13 @@ CPU fast paths: the same numbers as model.py computes, sooner. A reader of the m
 file.
 
     use_chunked_loss(model)      train.py on a CPU: lm_head + cross-entropy in chunks of rows
+    use_fast_dropout(model)      train.py on a CPU: dropout masks drawn as random integers
     with row_blocks(model, V):   GPT.generate on a CPU, and sample.py around all its decoding: each
                                  Linear reads its weight as one block of rows per thread
 
-Both replace a forward method on one model instance, and say so where they are switched on:
-train.py names the loss it computes, GPT.forward says where the CPU's loss lives, and
-GPT.generate says why it decodes through row_blocks. docs/performance.md has the measurements and
+Each replaces forward methods on one model instance, and says so where it is switched on:
+train.py names the loss it computes and the dropout it draws, GPT.forward says where the CPU's loss
+lives, and GPT.generate says why it decodes through row_blocks. docs/performance.md has the measurements and
 the commands that take them.
 """
 
@@ -88,6 +89,67 @@ def use_chunked_loss(model, rows: int = 512):
     # The swap: an instance attribute shadows GPT.forward for this model only, and
     # nn.Module.__call__ (hence DDP too) calls it. train.py says so where it calls this.
     model.forward = forward
+    return model
+
+
+class IntMaskDropout(torch.autograd.Function):
+    """Dropout whose mask keeps each element where a random 15-bit integer is at least p * 32768,
+    and scales the kept ones by 1 / (1 - that fraction): the same expectation as nn.Dropout's.
+
+    On a CPU, nn.Dropout draws its mask with bernoulli_, a random float per element, and in
+    attention it sends scaled_dot_product_attention down its unfused path: at dropout 0.25 those
+    were a quarter of a training step of the committed checkpoint's model. Random integers come
+    about four times faster."""
+
+    @staticmethod
+    def forward(ctx, x, p: float):
+        dropped = round(p * 32768)
+        keep = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_() >= dropped
+        ctx.save_for_backward(keep)
+        ctx.scale = 32768 / (32768 - dropped)
+        return x * keep * ctx.scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return grad * keep * ctx.scale, None
+
+
+def causal_attention(q, k, v, dropout: float):
+    """softmax(q k^T / sqrt(head size), the future masked out) v, the attention weights dropped
+    out through IntMaskDropout: scaled_dot_product_attention's numbers, written out."""
+    T = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    att = att.masked_fill(future, float("-inf")).softmax(dim=-1)
+    return IntMaskDropout.apply(att, dropout) @ v
+
+
+def _dropout_forward(module, x):
+    return IntMaskDropout.apply(x, module.p) if module.training else x
+
+
+def _attention_forward(attn, plain, x, kv=None, pos: int = 0):
+    """CausalSelfAttention.forward while training; decoding and evaluation take the plain one."""
+    if not attn.training or kv is not None:
+        return plain(x, kv, pos)
+    B, T, C = x.size()
+    # (B, T, 3C) -> three of (B, n_head, T, head_size)
+    q, k, v = attn.c_attn(x).view(B, T, 3, attn.n_head, C // attn.n_head).permute(2, 0, 3, 1, 4)
+    y = causal_attention(q, k, v, attn.dropout).transpose(1, 2).reshape(B, T, C)
+    return attn.resid_dropout(attn.c_proj(y))
+
+
+def use_fast_dropout(model):
+    """From now on the model's dropout, in its Dropout modules and on the attention weights, goes
+    through IntMaskDropout while training. It does nothing at dropout 0."""
+    for m in model.modules():
+        # The swap: an instance attribute shadows forward for this module only; train.py says so
+        # where it calls this.
+        if isinstance(m, nn.Dropout) and m.p > 0:
+            m.forward = functools.partial(_dropout_forward, m)
+        elif hasattr(m, "c_attn") and m.dropout > 0:
+            m.forward = functools.partial(_attention_forward, m, m.forward)
     return model
 
 

@@ -11,7 +11,7 @@ from conftest import TINY, run
 from torch.nn import functional as F
 
 from model import GPT, GPTConfig
-from support.speedups import ChunkedLMHeadLoss, use_chunked_loss
+from support.speedups import ChunkedLMHeadLoss, IntMaskDropout, causal_attention, use_chunked_loss, use_fast_dropout
 
 
 @pytest.mark.parametrize("rows,vocab,chunk",
@@ -131,3 +131,48 @@ def test_bench_runs(tmp_path):
         line = next(ln for ln in p.stdout.splitlines() if ln.startswith(name + ":"))
         # "ours: 62.9 ms/iter, ..."
         assert float(line.partition(":")[2].split()[0]) > 0
+
+
+def test_int_mask_dropout_keeps_the_expectation_and_its_gradient_uses_the_same_mask():
+    torch.manual_seed(0)
+    x = torch.ones(1_000_000, requires_grad=True)
+    y = IntMaskDropout.apply(x, 0.25)
+    kept = y != 0
+    # about 1 - p of the elements kept, each scaled so that the mean stays 1
+    assert abs(kept.float().mean().item() - 0.75) < 3e-3
+    assert torch.all(y[kept] == y[kept][0]) and y[kept][0].item() == pytest.approx(1 / 0.75, rel=1e-4)
+    assert y.mean().item() == pytest.approx(1.0, abs=5e-3)
+    # the gradient of sum(y) flows through exactly the kept elements, scaled the same
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+
+
+def test_causal_attention_is_scaled_dot_product_attentions():
+    # float64, no dropout: the written-out attention gives SDPA's numbers, the future masked
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 2, 3, 9, 8, dtype=torch.float64)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(causal_attention(q, k, v, 0.0), ref, atol=1e-12)
+
+
+def test_fast_dropout_swaps_every_dropout_while_training_only(monkeypatch):
+    torch.manual_seed(0)
+    cfg = dict(block_size=16, vocab_size=300, n_layer=2, n_head=2, n_embd=32)
+    plain = GPT(GPTConfig(**cfg, dropout=0.2))
+    fast = use_fast_dropout(copy.deepcopy(plain))
+    x, y = torch.randint(300, (2, 3, 16))
+    calls = []
+    apply = IntMaskDropout.apply
+    monkeypatch.setattr(IntMaskDropout, "apply", lambda t, p: calls.append(p) or apply(t, p))
+    # evaluating: no dropout, the model's own numbers
+    plain.eval(), fast.eval()
+    assert torch.equal(fast(x, y)[1], plain(x, y)[1]) and not calls
+    # training: the embeddings' dropout, then per block the attention weights', attention's
+    # output's and the MLP's, all through the integer masks
+    fast.train()
+    fast(x, y)[1].backward()
+    assert calls == [0.2] * (1 + 3 * cfg["n_layer"])
+    assert all(p.grad is not None for p in fast.parameters())
+    # at dropout 0 nothing is swapped
+    none = use_fast_dropout(GPT(GPTConfig(**cfg, dropout=0.0)))
+    assert not any("forward" in m.__dict__ for m in none.modules())
