@@ -224,8 +224,7 @@ if use_compile:
     log("compiling the model (the first iteration takes longer)...")
     model = torch.compile(model)
 elif device_kind == "cpu" and cpu_loss == "chunked":
-    # replaces forward on this model: model(x, y) returns (None, loss), the logits never whole;
-    # and dropout draws its masks as random integers, the same expectation as nn.Dropout's
+    # swaps forwards on this model: model(x, y) gives (None, loss), dropout masks are integers
     speedups.use_fast_dropout(speedups.use_chunked_loss(model))
 if ddp:
     model = DDP(model, device_ids=[int(device.split(":")[1])] if device_kind == "cuda" else None)
