@@ -12,8 +12,8 @@ measured in this process, or the datasheet on known GPUs), MFU against it, peak 
 on its own line. On a CPU it also times two references alternating with ours and prints the ratios: the plain
 F.cross_entropy and nn.Dropout instead of the chunked loss and integer masks, and a nanoGPT-equivalent step
 (the same shapes with nanoGPT's choices: exact GELU, the plain loss and dropout, AdamW's default per-tensor
-loop). With --compile=True the references stay
-eager, as nanoGPT's CPU command runs (--compile=False), so the ratio is what compiling buys on top.
+loop). With --compile=True the references stay eager, as nanoGPT's CPU command runs (--compile=False), so the
+ratio is what compiling buys on top.
 """
 
 import os

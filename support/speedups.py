@@ -1,6 +1,6 @@
 """
-CPU fast paths: the same numbers as model.py computes, sooner. A reader of the model can skip this
-file.
+CPU fast paths: the same numbers as model.py computes, sooner (for dropout, masks drawn from the same
+distribution). A reader of the model can skip this file.
 
     use_chunked_loss(model)      train.py on a CPU: lm_head + cross-entropy in chunks of rows
     use_fast_dropout(model)      train.py on a CPU: dropout masks drawn as random integers
