@@ -11,6 +11,7 @@ from conftest import TINY, run
 from torch.nn import functional as F
 
 from model import GPT, GPTConfig
+from support import devices
 from support.speedups import ChunkedLMHeadLoss, IntMaskDropout, causal_attention, use_chunked_loss, use_fast_dropout
 
 
@@ -176,3 +177,42 @@ def test_fast_dropout_swaps_every_dropout_while_training_only(monkeypatch):
     # at dropout 0 nothing is swapped
     none = use_fast_dropout(GPT(GPTConfig(**cfg, dropout=0.0)))
     assert not any("forward" in m.__dict__ for m in none.modules())
+
+
+def test_bfloat16_on_a_cpu_only_where_it_is_native(monkeypatch, capsys):
+    # emulated bf16 matmuls are far slower than fp32 ones: asked for there, bf16 becomes float32
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    assert devices.resolve_device("cpu", "bfloat16") == ("cpu", "float32")
+    assert "no native bfloat16" in capsys.readouterr().out
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    assert devices.resolve_device("cpu", "bfloat16") == ("cpu", "bfloat16")
+    assert devices.resolve_device("cpu", "auto") == ("cpu", "float32")
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.skipif(not devices.cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_bfloat16_autocast_on_a_cpu_trains_like_float32():
+    # train.py's CPU step (chunked loss, integer dropout masks, fused AdamW) under bf16 autocast:
+    # its matmuls run in bf16, and it learns a batch by heart as float32 does
+    def run_steps(dtype):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(block_size=32, vocab_size=128, n_layer=2, n_head=2, n_embd=64, dropout=0.1))
+        opt = model.configure_optimizers(0.0, 3e-3, (0.9, 0.95), "cpu")
+        use_fast_dropout(use_chunked_loss(model))
+        x, y = torch.randint(128, (2, 8, 32), generator=torch.Generator().manual_seed(1))
+        out = []
+        for _ in range(40):
+            with devices.autocast("cpu", dtype):
+                loss = model(x, y)[1]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            out.append(loss.item())
+        with devices.autocast("cpu", dtype):
+            kind = model.transformer.h[0].mlp.c_fc(torch.zeros(1, 64)).dtype
+        return out, kind
+
+    (fp32, kind32), (bf16, kind16) = run_steps("float32"), run_steps("bfloat16")
+    assert (kind32, kind16) == (torch.float32, torch.bfloat16)
+    assert bf16[-1] < bf16[0] - 2
+    assert bf16 == pytest.approx(fp32, abs=0.05)
