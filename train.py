@@ -86,7 +86,7 @@ lr_decay_iters = 600000  # where the cosine decay ends (~= max_iters per Chinchi
 min_lr = 6e-5  # the learning rate after the decay (~= learning_rate / 10 per Chinchilla)
 # system
 device = "auto"  # 'auto' (cuda, else mps, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
-dtype = "auto"  # 'auto': bfloat16 on CUDA (float16 on old GPUs), else float32; bfloat16 also on CPUs with native bf16
+dtype = "auto"  # 'auto': bfloat16 on CUDA (float16 on old GPUs), else float32; 'bfloat16' on a CPU needs native bf16
 compile = None  # torch.compile the model; None: on CUDA only (CPUs gain more from the chunked loss)
 backend = ""  # the DDP backend; '': nccl on CUDA, gloo elsewhere
 zero_stage = 0  # 1: under torchrun, each process keeps 1/world of AdamW's state (ZeRO-1)
