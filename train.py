@@ -401,6 +401,10 @@ try:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_IGN if stop else signal.default_int_handler)
     if final_eval and not eval_only and not stop and master:
+        # keeping the best val loss, ckpt.pt may hold an earlier step's weights: the report is on them
+        if saved_iter not in (None, iter_num):
+            raw_model.load_state_dict(ckpt.load(ckpt_path)["model"])
+            log(f"the final report is on ckpt.pt's weights: step {saved_iter}'s, the best val loss")
         report = loss_eval.final_report(raw_model, val_data.shards, meta["splits"]["val"],
                                         block_size, batch_size, tokenizer.n_vocab, device, ctx)
         log_json(iter=iter_num, **report)

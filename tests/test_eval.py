@@ -51,6 +51,26 @@ def test_a_data_folder_gives_train_py_final_report(tmp_path, data_dir):
     assert "(train split): 38,551 tokens" in train
 
 
+def test_the_final_report_is_on_the_weights_kept(tmp_path, data_dir):
+    """Keeping the best val loss, ckpt.pt holds an earlier step's weights when the last evaluation is
+    worse: the final report describes those, as eval.py does, not the last step's."""
+    out = tmp_path / "out"
+    run("train.py", *TINY, f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=2",
+        "--eval_interval=2")
+    # a learning rate far too high: the val loss rises, and the step-2 weights stay
+    p = run("train.py", *TINY, f"--dataset={data_dir}", f"--out_dir={out}", "--max_iters=4",
+            "--eval_interval=2", "--learning_rate=1.0", "--warmup_iters=0", "--grad_clip=0",
+            "--always_save_checkpoint=False", "--final_eval=True")
+    vals = [e["val_loss"] for e in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if "val_loss" in e]
+    assert vals[-1] > vals[-2], vals  # the fixture's premise: the last evaluation is not the best
+    assert "saved checkpoint" not in p.stdout
+    assert "the final report is on ckpt.pt's weights: step 2's" in p.stdout
+    final = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    m = measures(run("eval.py", f"--checkpoint={out}", f"--input={data_dir}", "--device=cpu").stdout)
+    assert m["nats/token"] == pytest.approx(final["final_val_loss"], abs=5e-5)
+
+
 def test_a_text_file_gives_transformers_perplexity(tmp_path, hf_gpt2):
     model, path = hf_gpt2
     text = "Ünïcödé — “quotes” 日本語 🙂\n" + sample_text(3000)
