@@ -54,7 +54,7 @@ def test_export_half_keeps_the_tied_head_stored_once(tmp_path):
 
 def test_committed_checkpoint_quality_on_val_text():
     # nanoGPT's val split (the last 10% of the text), every token of it, as train.py's final report
-    # computes it: the fp16 weights converted back to fp32 give the model card's 1.4610 nats/char
+    # computes it: the fp16 weights converted back to fp32 give the model card's 1.4462 nats/char
     from contextlib import nullcontext
 
     import numpy as np
@@ -69,7 +69,7 @@ def test_committed_checkpoint_quality_on_val_text():
     ids = np.array(tok.encode(val))
     batches = windows([ids], model.config.block_size, 16)
     nats, count = total_loss(model, batches, tok.n_vocab, "cpu", nullcontext())
-    assert nats / len(val) < 1.4610 + 0.01, nats / len(val)
+    assert nats / len(val) < 1.4462 + 0.002, nats / len(val)
     assert count == len(ids) - 1 and nats / count < math.log(tok.n_vocab) / 2
 
 
