@@ -87,7 +87,7 @@ min_lr = 6e-5  # the learning rate after the decay (~= learning_rate / 10 per Ch
 # system
 device = "auto"  # 'auto' (cuda, else mps, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = "auto"  # 'auto': bfloat16 on CUDA (float16 on old GPUs), else float32; 'bfloat16' on a CPU needs native bf16
-compile = None  # torch.compile the model; None: on CUDA only (CPUs gain more from the chunked loss)
+compile = None  # torch.compile the model; None: on CUDA only (on a CPU its minute pays back on long runs)
 backend = ""  # the DDP backend; '': nccl on CUDA, gloo elsewhere
 zero_stage = 0  # 1: under torchrun, each process keeps 1/world of AdamW's state (ZeRO-1)
 seed = 1337  # seeds the initialisation, the batches and dropout
@@ -217,15 +217,16 @@ saved_iter = iter_num if resuming else None
 
 raw_model = model
 use_compile = device_kind == "cuda" if compile is None else compile
-# A CPU's fast paths (uncompiled, support/speedups.py): "chunked" is GPT.forward's loss computed
-# without forming the logits, and dropout with cheaper masks; "plain" is GPT.forward as it reads.
+# A CPU's fast paths (support/speedups.py), compiled or not: "chunked" is GPT.forward's loss computed
+# without forming the logits, dropout with cheaper masks and attention in float32 under bf16;
+# "plain" is GPT.forward as it reads.
 cpu_loss = "chunked"
+if device_kind == "cpu" and cpu_loss == "chunked":
+    # swaps forwards on this model: model(x, y) gives (None, loss), dropout masks are integers
+    speedups.use_cpu_training(model)
 if use_compile:
     log("compiling the model (the first iteration takes longer)...")
     model = torch.compile(model)
-elif device_kind == "cpu" and cpu_loss == "chunked":
-    # swaps forwards on this model: model(x, y) gives (None, loss), dropout masks are integers
-    speedups.use_fast_dropout(speedups.use_chunked_loss(model))
 if ddp:
     model = DDP(model, device_ids=[int(device.split(":")[1])] if device_kind == "cuda" else None)
 

@@ -134,7 +134,7 @@ def main(argv: list[str]):
                           dropout=dropout, bias=bias, gelu=act)).to(dev)
         opt = m.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), kind, eps, fused=fused)
         # train.py's CPU fast paths: the chunked loss, and dropout's masks as random integers
-        return (speedups.use_fast_dropout(speedups.use_chunked_loss(m)) if chunked and kind == "cpu" else m), opt
+        return (speedups.use_cpu_training(m) if chunked and kind == "cpu" else m), opt
 
     model, optimizer = make(gelu)
     scaler = torch.amp.GradScaler(kind, enabled=(dt == "float16"))

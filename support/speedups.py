@@ -1,9 +1,12 @@
 """
 CPU fast paths: the same numbers as model.py computes, sooner (for dropout, masks drawn from the same
-distribution). A reader of the model can skip this file.
+distribution; under bf16 autocast, attention in float32). A reader of the model can skip this file.
 
-    use_chunked_loss(model)      train.py on a CPU: lm_head + cross-entropy in chunks of rows
-    use_fast_dropout(model)      train.py on a CPU: dropout masks drawn as random integers
+    use_cpu_training(model)      train.py on a CPU, the three below together:
+      use_chunked_loss(model)    lm_head + cross-entropy in chunks of rows
+      use_fast_dropout(model)    dropout masks drawn as random integers
+      use_fast_attention(model)  attention while training: in float32 under bf16 autocast, and
+                                 written out with integer dropout masks when it has dropout
     with row_blocks(model, V):   GPT.generate on a CPU, and sample.py around all its decoding: each
                                  Linear reads its weight as one block of rows per thread
 
@@ -129,6 +132,17 @@ def _dropout_forward(module, x):
     return IntMaskDropout.apply(x, module.p) if module.training else x
 
 
+def use_fast_dropout(model):
+    """From now on the model's Dropout modules draw their masks through IntMaskDropout while
+    training. It does nothing at dropout 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout) and m.p > 0:
+            # The swap: an instance attribute shadows forward for this module only; train.py says so
+            # where it calls this.
+            m.forward = functools.partial(_dropout_forward, m)
+    return model
+
+
 def _attention_forward(attn, plain, x, kv=None, pos: int = 0):
     """CausalSelfAttention.forward while training; decoding and evaluation take the plain one."""
     if not attn.training or kv is not None:
@@ -136,21 +150,31 @@ def _attention_forward(attn, plain, x, kv=None, pos: int = 0):
     B, T, C = x.size()
     # (B, T, 3C) -> three of (B, n_head, T, head_size)
     q, k, v = attn.c_attn(x).view(B, T, 3, attn.n_head, C // attn.n_head).permute(2, 0, 3, 1, 4)
-    y = causal_attention(q, k, v, attn.dropout).transpose(1, 2).reshape(B, T, C)
+    if attn.dropout > 0:
+        y = causal_attention(q, k, v, attn.dropout)
+    else:
+        # Under bf16 autocast SDPA would run its bf16 kernel, whose backward takes 2-4x as long as
+        # float32's on a CPU: it runs in float32 here (in a float32 run, just as the model's own).
+        with torch.autocast("cpu", enabled=False):
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    y = y.transpose(1, 2).reshape(B, T, C)
     return attn.resid_dropout(attn.c_proj(y))
 
 
-def use_fast_dropout(model):
-    """From now on the model's dropout, in its Dropout modules and on the attention weights, goes
-    through IntMaskDropout while training. It does nothing at dropout 0."""
+def use_fast_attention(model):
+    """From now on the model's attention, while training, runs in float32 without dropout (under
+    bf16 autocast too) and, with dropout, is written out with its weights dropped through
+    IntMaskDropout."""
     for m in model.modules():
-        # The swap: an instance attribute shadows forward for this module only; train.py says so
-        # where it calls this.
-        if isinstance(m, nn.Dropout) and m.p > 0:
-            m.forward = functools.partial(_dropout_forward, m)
-        elif hasattr(m, "c_attn") and m.dropout > 0:
+        if hasattr(m, "c_attn"):
             m.forward = functools.partial(_attention_forward, m, m.forward)
     return model
+
+
+def use_cpu_training(model):
+    """train.py's CPU fast paths, all three: the chunked loss, integer dropout masks and the
+    attention above."""
+    return use_fast_attention(use_fast_dropout(use_chunked_loss(model)))
 
 
 def _row_blocks(w: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:

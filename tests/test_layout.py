@@ -26,7 +26,7 @@ REACH_BACK = {("model.py", "support/hf.py"),  # GPT.from_pretrained reads OpenAI
               # GPT.generate decodes through speedups.row_blocks on a CPU: the same numbers, sooner
               ("model.py", "support/speedups.py"),
               ("data/tokenizer.py", "support/ckpt.py")}  # load_tokenizer(a checkpoint) loads it safely
-BUDGETS = dict(core_code_lines=2880, reading_path_lines=1650, model_lines=350, train_lines=425, root_py_files=7,
+BUDGETS = dict(core_code_lines=2890, reading_path_lines=1650, model_lines=350, train_lines=425, root_py_files=7,
                long_line_percent=10)
 
 

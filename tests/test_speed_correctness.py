@@ -12,7 +12,15 @@ from torch.nn import functional as F
 
 from model import GPT, GPTConfig
 from support import devices
-from support.speedups import ChunkedLMHeadLoss, IntMaskDropout, causal_attention, use_chunked_loss, use_fast_dropout
+from support.speedups import (
+    ChunkedLMHeadLoss,
+    IntMaskDropout,
+    causal_attention,
+    use_chunked_loss,
+    use_cpu_training,
+    use_fast_attention,
+    use_fast_dropout,
+)
 
 
 @pytest.mark.parametrize("rows,vocab,chunk",
@@ -160,7 +168,7 @@ def test_fast_dropout_swaps_every_dropout_while_training_only(monkeypatch):
     torch.manual_seed(0)
     cfg = dict(block_size=16, vocab_size=300, n_layer=2, n_head=2, n_embd=32)
     plain = GPT(GPTConfig(**cfg, dropout=0.2))
-    fast = use_fast_dropout(copy.deepcopy(plain))
+    fast = use_fast_attention(use_fast_dropout(copy.deepcopy(plain)))
     x, y = torch.randint(300, (2, 3, 16))
     calls = []
     apply = IntMaskDropout.apply
@@ -174,9 +182,48 @@ def test_fast_dropout_swaps_every_dropout_while_training_only(monkeypatch):
     fast(x, y)[1].backward()
     assert calls == [0.2] * (1 + 3 * cfg["n_layer"])
     assert all(p.grad is not None for p in fast.parameters())
-    # at dropout 0 nothing is swapped
+    # at dropout 0 no Dropout module is swapped
     none = use_fast_dropout(GPT(GPTConfig(**cfg, dropout=0.0)))
     assert not any("forward" in m.__dict__ for m in none.modules())
+
+
+def test_fast_attention_without_dropout_is_the_models_in_float32():
+    # float32, dropout 0: the swapped attention gives the model's loss and gradients
+    torch.manual_seed(0)
+    plain = GPT(GPTConfig(block_size=16, vocab_size=300, n_layer=2, n_head=2, n_embd=32))
+    fast = use_fast_attention(copy.deepcopy(plain))
+    x, y = torch.randint(300, (2, 3, 16))
+    losses, grads = [], []
+    for model in (plain, fast):
+        loss = model(x, y)[1]
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert losses[1] == pytest.approx(losses[0], abs=1e-6)
+    for name, g in grads[0].items():
+        assert torch.allclose(grads[1][name], g, atol=1e-6, rtol=1e-4), name
+
+
+def test_fast_attention_runs_in_float32_under_bf16_autocast(monkeypatch):
+    # under bf16 autocast, SDPA would run its bf16 kernel (whose backward is slow on a CPU): while
+    # training, the swapped attention runs it in float32; evaluating, the model's own bf16 one runs
+    sdpa, seen = F.scaled_dot_product_attention, []
+
+    def recorded(*args, **kwargs):
+        y = sdpa(*args, **kwargs)
+        seen.append(y.dtype)
+        return y
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recorded)
+    model = use_cpu_training(GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=32)))
+    x = torch.randint(64, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x, x)[1].backward()
+        assert seen == [torch.float32] * 2
+        model.eval()
+        model(x, x)
+    assert seen[2:] == [torch.bfloat16] * 2
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_bfloat16_on_a_cpu_only_where_it_is_native(monkeypatch, capsys):
@@ -191,14 +238,16 @@ def test_bfloat16_on_a_cpu_only_where_it_is_native(monkeypatch, capsys):
 
 
 @pytest.mark.skipif(not devices.cpu_has_bf16(), reason="this CPU has no native bf16")
-def test_bfloat16_autocast_on_a_cpu_trains_like_float32():
-    # train.py's CPU step (chunked loss, integer dropout masks, fused AdamW) under bf16 autocast:
-    # its matmuls run in bf16, and it learns a batch by heart as float32 does
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_bfloat16_autocast_on_a_cpu_trains_like_float32(dropout):
+    # train.py's CPU step (chunked loss, integer dropout masks, attention in float32 or written out,
+    # fused AdamW) under bf16 autocast: its matmuls run in bf16, and it learns a batch by heart as
+    # float32 does
     def run_steps(dtype):
         torch.manual_seed(0)
-        model = GPT(GPTConfig(block_size=32, vocab_size=128, n_layer=2, n_head=2, n_embd=64, dropout=0.1))
+        model = GPT(GPTConfig(block_size=32, vocab_size=128, n_layer=2, n_head=2, n_embd=64, dropout=dropout))
         opt = model.configure_optimizers(0.0, 3e-3, (0.9, 0.95), "cpu")
-        use_fast_dropout(use_chunked_loss(model))
+        use_cpu_training(model)
         x, y = torch.randint(128, (2, 8, 32), generator=torch.Generator().manual_seed(1))
         out = []
         for _ in range(40):
