@@ -133,7 +133,7 @@ def main(argv: list[str]):
         m = GPT(GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, vocab_size=vocab,
                           dropout=dropout, bias=bias, gelu=act)).to(dev)
         opt = m.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), kind, eps, fused=fused)
-        # train.py's CPU fast paths: the chunked loss, and dropout's masks as random integers
+        # train.py's CPU fast paths: the chunked loss, integer dropout masks, attention in float32 under bf16
         return (speedups.use_cpu_training(m) if chunked and kind == "cpu" else m), opt
 
     model, optimizer = make(gelu)
